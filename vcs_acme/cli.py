@@ -1,0 +1,196 @@
+"""The ``vcs-acme`` command.
+
+Exit status: 0 all went well; 1 a certificate (or a check) failed; 2 wrong usage;
+78 the configuration is invalid (EX_CONFIG of sysexits.h); 70 an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+
+from vcs_acme import __version__, config
+from vcs_acme.config import CertificateSettings, Settings
+from vcs_acme.errors import ConfigError, VcsAcmeError
+
+logger = logging.getLogger("vcs_acme")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SOFTWARE = 70
+EXIT_CONFIG = 78
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+class UsageError(Exception):
+    """The command line names something that does not exist."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vcs-acme",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent(
+            """\
+            Keep Cisco VCS and Expressway appliances supplied with certificates from an
+            ACME CA (Let's Encrypt, ZeroSSL, or a private CA with External Account Binding).
+
+            Start with `vcs-acme check` to test the configuration and the CA, then
+            `vcs-acme renew` to obtain what is due, and `vcs-acme status` to see where
+            every certificate stands."""
+        ),
+        epilog=textwrap.dedent(
+            """\
+            The configuration is read from --config, else $VCS_ACME_CONFIG, else
+            /etc/vcs-acme/config.toml; config/example.toml documents every key.
+            Exit status: 0 success, 1 a certificate failed, 2 wrong usage,
+            78 invalid configuration."""
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"vcs-acme {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="configuration file (TOML)")
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="warning",
+        help="how much to log on standard error (default: warning; debug shows the ACME "
+        "exchange, never a secret)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_renew(commands)
+    _add_status(commands)
+    _add_check(commands)
+    return parser
+
+
+def _add_renew(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    renew = commands.add_parser(
+        "renew",
+        help="obtain every certificate that is due (one pass)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent(
+            """\
+            One pass over the configured certificates: each that is due (the CA's renewal
+            information first, else when a third of its lifetime is left, or at once when
+            its configuration changed) is ordered, validated, and stored as a new version.
+            Certificates not due are left alone. One certificate's failure does not stop
+            the others; the exit status is 1 when any failed."""
+        ),
+        epilog="examples:\n  vcs-acme renew\n  vcs-acme renew --force expressway-e\n"
+        "  vcs-acme renew --dry-run",
+    )
+    renew.add_argument("names", nargs="*", metavar="NAME", help="only these certificates")
+    renew.add_argument("--force", action="store_true", help="renew even when not due")
+    renew.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="do the whole ACME exchange but store nothing (the state folder stays as it is)",
+    )
+    renew.set_defaults(handler=_renew)
+
+
+def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    status = commands.add_parser(
+        "status",
+        help="show every certificate's version, expiry and next renewal",
+        description="Show where every configured certificate stands. Reads the state "
+        "folder only: it works while the CA is unreachable.",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    status.set_defaults(handler=_status)
+
+
+def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    check = commands.add_parser(
+        "check",
+        help="check the configuration and that the CA answers",
+        description="Check the configuration, the state folder, and the CA: its directory "
+        "is read with the configured trust, and what it offers (profiles, renewal "
+        "information, EAB) is compared with the configuration. Changes nothing.",
+    )
+    check.set_defaults(handler=_check)
+
+
+def _selected(settings: Settings, names: Sequence[str]) -> list[CertificateSettings]:
+    if not names:
+        return list(settings.certificates)
+    known = {c.name for c in settings.certificates}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError(
+            f"no certificate named {', '.join(unknown)} in {settings.source} "
+            f"(configured: {', '.join(sorted(known)) or 'none'})"
+        )
+    return [settings.certificate(n) for n in names]
+
+
+def _renew(args: argparse.Namespace, settings: Settings) -> int:
+    from vcs_acme.pipeline import Pass
+    from vcs_acme.report import print_results
+
+    certificates = _selected(settings, args.names)
+    results = Pass(settings, force=args.force, dry_run=args.dry_run).run(certificates)
+    print_results(results, dry_run=args.dry_run)
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    from vcs_acme.report import status_rows, status_table
+
+    rows = status_rows(settings)
+    if args.json:
+        print(json.dumps({"certificates": rows}, indent=2))
+    else:
+        print(status_table(rows))
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from vcs_acme.preflight import run_checks
+
+    del args
+    return EXIT_OK if run_checks(settings) else EXIT_FAILED
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.log_level)
+    handler: Command = args.handler
+    try:
+        settings = config.load(config.config_path(args.config))
+        return handler(args, settings)
+    except ConfigError as error:
+        print(f"vcs-acme: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except UsageError as error:
+        print(f"vcs-acme: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except VcsAcmeError as error:
+        print(f"vcs-acme: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("vcs-acme: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        logger.debug("internal error", exc_info=True)
+        print(
+            f"vcs-acme: internal error: {type(error).__name__}: {error} "
+            "(run with --log-level debug for the details, and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_SOFTWARE

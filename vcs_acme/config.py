@@ -1,0 +1,300 @@
+"""The configuration: TOML in, typed and validated settings out.
+
+The file is read once, completely checked, and turned into frozen dataclasses; code further
+down never sees raw TOML. ``config/example.toml`` documents every key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from vcs_acme.config_reader import Table
+from vcs_acme.errors import ConfigError
+from vcs_acme.secrets import SOURCES, Secret, SecretSourceError, read_secret
+
+DEFAULT_CONFIG = Path("/etc/vcs-acme/config.toml")
+CONFIG_ENV = "VCS_ACME_CONFIG"
+
+DIRECTORY_SHORTCUTS = {
+    "letsencrypt": "https://acme-v02.api.letsencrypt.org/directory",
+    "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+    "zerossl": "https://acme.zerossl.com/v2/DV90",
+}
+KEY_TYPES = ("rsa2048", "rsa3072", "rsa4096", "ec256", "ec384")
+HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
+CHALLENGE_TYPES = ("http-01",)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class EabSettings:
+    """External Account Binding (RFC 8555 section 7.3.4)."""
+
+    key_id: str
+    hmac_key: Secret
+    algorithm: str
+
+
+@dataclass(frozen=True)
+class AcmeSettings:
+    """The CA and the account held there."""
+
+    directory_url: str
+    ca_bundle: Path | None
+    contact: tuple[str, ...]
+    account_key_type: str
+    eab: EabSettings | None
+    agree_to_terms: bool
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class ChallengeSettings:
+    """How the names of a certificate are proven. Only HTTP-01 for now."""
+
+    type: str
+    listen_host: str
+    listen_port: int
+
+
+@dataclass(frozen=True)
+class CertificateSettings:
+    """One lineage: a certificate that is kept renewed."""
+
+    name: str
+    domains: tuple[str, ...]
+    key_type: str
+    reuse_key: bool
+    profile: str | None
+    preferred_chain: str | None
+    challenge: ChallengeSettings
+    renew_before_days: float | None
+
+    @property
+    def identity(self) -> dict[str, object]:
+        """What, when it changes, makes a new certificate due now."""
+        return {
+            "domains": sorted(self.domains),
+            "key_type": self.key_type,
+            "profile": self.profile,
+        }
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the agent was told."""
+
+    source: Path
+    state_dir: Path
+    acme: AcmeSettings
+    certificates: tuple[CertificateSettings, ...]
+
+    def certificate(self, name: str) -> CertificateSettings:
+        for certificate in self.certificates:
+            if certificate.name == name:
+                return certificate
+        raise KeyError(name)
+
+
+def config_path(explicit: str | None) -> Path:
+    """The configuration file: ``--config``, else ``$VCS_ACME_CONFIG``, else the default."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get(CONFIG_ENV)
+    return Path(from_env) if from_env else DEFAULT_CONFIG
+
+
+def load(path: Path) -> Settings:
+    """Read and check a configuration file; raise :class:`ConfigError` on any problem."""
+    source = str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(source, "", "no such file (give --config PATH)") from None
+    except OSError as error:
+        raise ConfigError(source, "", f"cannot read: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(source, "", "not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(source, "", f"not valid TOML: {error}") from None
+    return parse(raw, path)
+
+
+def parse(raw: dict[str, object], path: Path) -> Settings:
+    root = Table(dict(raw), str(path))
+    state_text = root.string("state_dir", what="a folder path") or "/var/lib/vcs-acme"
+    state_dir = _relative_to(path, state_text)
+    acme_table = root.table("acme", required=True)
+    assert acme_table is not None
+    acme = _acme(acme_table, path)
+    certificates = tuple(_certificate(table) for table in root.tables("certificate"))
+    root.finish()
+    _check_unique(root, certificates)
+    return Settings(path, state_dir, acme, certificates)
+
+
+def _relative_to(config_file: Path, text: str) -> Path:
+    # Relative paths are taken from the configuration file's folder, so that a checkout's
+    # demo configuration keeps its state inside the checkout wherever it is run from.
+    candidate = Path(text).expanduser()
+    return candidate if candidate.is_absolute() else (config_file.parent / candidate).resolve()
+
+
+def _acme(table: Table, config_file: Path) -> AcmeSettings:
+    directory = _directory_url(table)
+    ca_bundle = _ca_bundle(table, config_file)
+    contact = tuple(_contact(table))
+    key_type = table.choice("account_key_type", KEY_TYPES, "ec256")
+    eab_table = table.table("eab")
+    eab = _eab(eab_table) if eab_table else None
+    agree = table.boolean("agree_to_terms", True)
+    timeout = table.number("timeout_seconds", minimum=1, maximum=600) or 30.0
+    table.finish()
+    return AcmeSettings(directory, ca_bundle, contact, key_type, eab, agree, timeout)
+
+
+def _directory_url(table: Table) -> str:
+    shortcuts = ", ".join(DIRECTORY_SHORTCUTS)
+    value = table.string("directory", required=True, what=f"an https URL or one of {shortcuts}")
+    assert value is not None
+    url = DIRECTORY_SHORTCUTS.get(value, value)
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise table.error(
+            "directory", f'expected an https:// URL or one of {shortcuts}, got "{value}"'
+        )
+    return url
+
+
+def _ca_bundle(table: Table, config_file: Path) -> Path | None:
+    text = table.string("ca_bundle", what="the path of a PEM file")
+    if text is None:
+        return None
+    path = _relative_to(config_file, text)
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise table.error("ca_bundle", f"expected a readable PEM file, {path} is not one")
+    return path
+
+
+def _contact(table: Table) -> list[str]:
+    values = table.strings("contact") or []
+    for index, value in enumerate(values):
+        if not _EMAIL.match(value):
+            raise table.error(f"contact[{index}]", f'expected an e-mail address, got "{value}"')
+    return [f"mailto:{value}" for value in values]
+
+
+def _eab(table: Table) -> EabSettings:
+    key_id = table.string("key_id", required=True, what="the key id the CA gave you")
+    assert key_id is not None
+    hmac_key = secret(table, "hmac_key")
+    algorithm = table.choice("algorithm", HMAC_ALGORITHMS, "HS256")
+    table.finish()
+    return EabSettings(key_id, hmac_key, algorithm)
+
+
+def secret(table: Table, key: str) -> Secret:
+    """Read a secret named by ``{ file = … }``, ``{ env = … }``, ``{ credential = … }``."""
+    what = "a table with one of " + ", ".join(SOURCES)
+    reference = table.table(key, required=True)
+    assert reference is not None
+    given = [source for source in SOURCES if reference.has(source)]
+    if len(given) != 1:
+        raise table.error(key, f"expected {what} (exactly one), got {len(given)}")
+    value = reference.string(given[0], required=True)
+    assert value is not None
+    reference.finish()
+    try:
+        return read_secret(given[0], value)
+    except SecretSourceError as problem:
+        raise table.error(f"{key}.{given[0]}", str(problem)) from None
+
+
+def _certificate(table: Table) -> CertificateSettings:
+    name = table.string("name", required=True, what="a short name (letters, digits, . _ -)")
+    assert name is not None
+    table.convert("name", name, _check_name)
+    domains = table.strings("domains", required=True) or []
+    if not domains:
+        raise table.error("domains", "expected at least one DNS name")
+    for index, domain in enumerate(domains):
+        table.convert(f"domains[{index}]", domain, _check_domain)
+    key_type = table.choice("key_type", KEY_TYPES, "rsa2048")
+    reuse_key = table.boolean("reuse_key", False)
+    profile = table.string("profile", what="the name of a profile the CA offers")
+    preferred_chain = table.string("preferred_chain", what="an issuer common name")
+    challenge = _challenge(table)
+    renew_before = table.number("renew_before_days", minimum=0.01, maximum=3650)
+    table.finish()
+    return CertificateSettings(
+        name=name,
+        domains=tuple(domains),
+        key_type=key_type,
+        reuse_key=reuse_key,
+        profile=profile,
+        preferred_chain=preferred_chain,
+        challenge=challenge,
+        renew_before_days=renew_before,
+    )
+
+
+def _challenge(table: Table) -> ChallengeSettings:
+    challenge = table.table("challenge")
+    if challenge is None:
+        return ChallengeSettings("http-01", "", 80)
+    kind = challenge.choice("type", CHALLENGE_TYPES, "http-01")
+    listen = challenge.string("listen", what='"host:port" (host may be empty: ":80")') or ":80"
+    challenge.convert("listen", listen, _check_listen)
+    host, port = _split_listen(listen)
+    challenge.finish()
+    return ChallengeSettings(kind, host, port)
+
+
+def _split_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _check_listen(text: str) -> None:
+    host, separator, port = text.rpartition(":")
+    if not separator or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'expected "host:port" with a port from 1 to 65535, got "{text}"')
+    del host
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise ValueError(
+            f'expected letters, digits, ".", "_" or "-" (at most 64, not starting with a '
+            f'symbol), got "{name}"'
+        )
+
+
+def _check_domain(domain: str) -> None:
+    if domain != domain.lower():
+        raise ValueError(f'expected a lower-case DNS name, got "{domain}"')
+    labels = domain.split(".")
+    if labels[0] == "*":
+        labels = labels[1:]
+    if len(domain) > 253 or len(labels) < 2 or not all(_LABEL.match(x) for x in labels):
+        raise ValueError(f'expected a fully qualified DNS name, got "{domain}"')
+
+
+def _check_unique(root: Table, certificates: tuple[CertificateSettings, ...]) -> None:
+    seen: set[str] = set()
+    for index, certificate in enumerate(certificates):
+        if certificate.name in seen:
+            raise ConfigError(
+                root.source,
+                f"certificate[{index}].name",
+                f'"{certificate.name}" is used by another certificate; names must be unique',
+            )
+        seen.add(certificate.name)

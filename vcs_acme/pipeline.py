@@ -1,0 +1,245 @@
+"""One pass over the configured certificates: decide, obtain, store.
+
+``vcs-acme renew`` runs one pass; the daemon will run the same pass per certificate and only
+decide when. Each certificate is worked under its lock; one certificate's failure never stops
+the others.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography import x509
+
+from vcs_acme import lineages, pki
+from vcs_acme.config import CertificateSettings, Settings
+from vcs_acme.errors import AcmeError, VcsAcmeError
+from vcs_acme.issuance.account import Account, open_account
+from vcs_acme.issuance.http01 import Responders
+from vcs_acme.issuance.order import OrderRequest, place_order
+from vcs_acme.renewal import Decision
+from vcs_acme.store import Lineage, Store, StoredVersion
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Result:
+    """What happened to one certificate in a pass."""
+
+    name: str
+    outcome: str  # "renewed", "not-due", "failed", "checked" (dry run)
+    reason: str
+    version: int | None = None
+    not_after: dt.datetime | None = None
+    fingerprint: str | None = None
+    error: VcsAcmeError | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome != "failed"
+
+
+@dataclass
+class Pass:
+    """One renewal pass; ``run`` returns a result per certificate."""
+
+    settings: Settings
+    force: bool = False
+    dry_run: bool = False
+    clock: Clock = utc_now
+    rng: random.Random = field(default_factory=random.Random)
+
+    def __post_init__(self) -> None:
+        self.store = Store(self.settings.state_dir)
+        self._account: Account | None = None
+        self._responders = Responders()
+
+    def run(self, certificates: list[CertificateSettings]) -> list[Result]:
+        if not self.dry_run:
+            self.store.ensure()
+        try:
+            return [self._one(certificate) for certificate in certificates]
+        finally:
+            self._responders.close()
+
+    def _one(self, certificate: CertificateSettings) -> Result:
+        started = time.monotonic()
+        lineage = self.store.lineage(certificate.name)
+        try:
+            with lineage.lock(create=not self.dry_run):
+                result = self._work(certificate, lineage)
+        except VcsAcmeError as error:
+            logger.error("%s: %s", certificate.name, error)
+            logger.debug("%s: failure details", certificate.name, exc_info=True)
+            result = Result(certificate.name, "failed", str(error), error=error)
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _work(self, certificate: CertificateSettings, lineage: Lineage) -> Result:
+        decision = self._decide(certificate, lineage)
+        if not decision.due and not self.force:
+            logger.info("%s: not due: %s", certificate.name, decision.reason)
+            current = lineage.current()
+            number = current.number if current else None
+            return Result(certificate.name, "not-due", decision.reason, number)
+        reason = "forced by --force" if self.force and not decision.due else decision.reason
+        logger.info("%s: renewing: %s", certificate.name, reason)
+        return self._issue(certificate, lineage, reason)
+
+    def _decide(self, certificate: CertificateSettings, lineage: Lineage) -> Decision:
+        view = lineages.view(certificate, lineage, self.clock())
+        if view.version is not None and not view.decision.due and not self.force:
+            self._refresh_window(lineage, view.version)
+            view = lineages.view(certificate, lineage, self.clock())
+        return view.decision
+
+    def _refresh_window(self, lineage: Lineage, version: StoredVersion) -> None:
+        """Ask the CA's renewalInfo when the stored answer is missing or stale.
+
+        A failing ARI endpoint never blocks renewal: the lifetime rule decides instead.
+        """
+        info = lineage.renewal_info()
+        now = self.clock()
+        fresh = info and info.get("fingerprint") == version.meta.get("fingerprint")
+        if fresh and info and lineages.parse_time(info["retry_after"]) > now:
+            return
+        try:
+            account = self._connect()
+            if not account.client.has("renewalInfo"):
+                return
+            window = account.client.renewal_window(x509.load_pem_x509_certificate(version.cert_pem))
+        except AcmeError as error:
+            logger.warning(
+                "%s: no renewal information (%s); using the lifetime rule", lineage.name, error
+            )
+            return
+        if window.explanation_url:
+            logger.info(
+                "%s: the CA explains its renewal window at %s", lineage.name, window.explanation_url
+            )
+        if self.dry_run:
+            return
+        lineage.save_renewal_info(
+            {
+                "fingerprint": version.meta["fingerprint"],
+                "start": window.start.isoformat(),
+                "end": window.end.isoformat(),
+                "retry_after": window.retry_after.isoformat(),
+                "explanation_url": window.explanation_url,
+                "fetched": now.isoformat(),
+            }
+        )
+
+    def _connect(self) -> Account:
+        if self._account is None:
+            self._account = open_account(self.settings.acme, self.store, save=not self.dry_run)
+        return self._account
+
+    def _issue(self, certificate: CertificateSettings, lineage: Lineage, reason: str) -> Result:
+        current = lineage.current()
+        key = self._key_for(certificate, current)
+        account = self._connect()
+        challenge = certificate.challenge
+        responder = self._responders.get(challenge.listen_host, challenge.listen_port)
+        request = OrderRequest(
+            names=certificate.domains,
+            csr_pem=pki.make_csr(key, certificate.domains),
+            profile=certificate.profile,
+            replaces=current.meta.get("ari_id") if current else None,
+            preferred_chain=certificate.preferred_chain,
+        )
+        outcome = place_order(account.client, request, responder)
+        parts = pki.split_pem_chain(outcome.fullchain_pem)
+        leaf = x509.load_pem_x509_certificate(parts[0])
+        _check_leaf(leaf, key, certificate.domains)
+        facts = pki.CertificateFacts.of(leaf)
+        meta = self._meta(certificate, leaf, facts, outcome.profile, outcome.replaces_sent, request)
+        if self.dry_run:
+            logger.info(
+                "%s: dry run: obtained %s, stored nothing", certificate.name, facts.fingerprint
+            )
+            return Result(
+                certificate.name, "checked", reason, None, facts.not_after, facts.fingerprint
+            )
+        files = {
+            "cert.pem": parts[0],
+            "chain.pem": b"".join(parts[1:]),
+            "fullchain.pem": b"".join(parts),
+            "privkey.pem": pki.key_to_pem(key),
+        }
+        stored = lineage.add_version(files, meta)
+        logger.info(
+            "%s: stored version %d, valid until %s (%s)",
+            certificate.name,
+            stored.number,
+            facts.not_after.isoformat(timespec="seconds"),
+            facts.fingerprint,
+        )
+        return Result(
+            certificate.name, "renewed", reason, stored.number, facts.not_after, facts.fingerprint
+        )
+
+    def _key_for(
+        self, certificate: CertificateSettings, current: StoredVersion | None
+    ) -> pki.PrivateKey:
+        if certificate.reuse_key and current is not None:
+            key = pki.load_key(current.key_pem)
+            if pki.key_type_of(key) == certificate.key_type:
+                logger.debug("%s: reusing the key of version %d", certificate.name, current.number)
+                return key
+        return pki.generate_key(certificate.key_type)
+
+    def _meta(
+        self,
+        certificate: CertificateSettings,
+        leaf: x509.Certificate,
+        facts: pki.CertificateFacts,
+        profile: str | None,
+        replaces_sent: bool,
+        request: OrderRequest,
+    ) -> dict[str, object]:
+        return {
+            "issued": self.clock().isoformat(timespec="seconds"),
+            "domains": list(certificate.domains),
+            "key_type": certificate.key_type,
+            "profile": profile,
+            "identity": certificate.identity,
+            "fingerprint": facts.fingerprint,
+            "serial": facts.serial,
+            "issuer": facts.issuer,
+            "not_before": facts.not_before.isoformat(),
+            "not_after": facts.not_after.isoformat(),
+            "ari_id": _ari_id(leaf),
+            "replaced": request.replaces if replaces_sent else None,
+            # Fixed once per version, so the moment inside an ARI window stays put across runs.
+            "jitter": round(self.rng.random(), 6),
+        }
+
+
+def _ari_id(leaf: x509.Certificate) -> str | None:
+    try:
+        return pki.ari_certificate_id(leaf)
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+
+
+def _check_leaf(leaf: x509.Certificate, key: pki.PrivateKey, domains: tuple[str, ...]) -> None:
+    """Refuse what the CA sent if it is not the certificate that was asked for."""
+    if leaf.public_key() != key.public_key():
+        raise AcmeError("the CA returned a certificate for another key; nothing was stored")
+    missing = sorted(set(domains) - set(pki.dns_names(leaf)))
+    if missing:
+        raise AcmeError(f"the CA's certificate lacks {', '.join(missing)}; nothing was stored")

@@ -1,0 +1,96 @@
+"""What the commands print: results of a pass, the status table. CLI output only."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from vcs_acme import lineages
+from vcs_acme.config import Settings
+from vcs_acme.pipeline import Result, utc_now
+from vcs_acme.store import Store
+
+OUTCOME_WORDS = {
+    "renewed": "renewed",
+    "not-due": "not due",
+    "failed": "FAILED",
+    "checked": "dry run ok",
+}
+
+
+def print_results(results: Sequence[Result], *, dry_run: bool) -> None:
+    for result in results:
+        print(_result_line(result))
+    failed = sum(1 for r in results if not r.ok)
+    renewed = sum(1 for r in results if r.outcome in ("renewed", "checked"))
+    verb = "obtained (dry run, nothing stored)" if dry_run else "renewed"
+    summary = f"{len(results)} certificate(s): {renewed} {verb}, {failed} failed"
+    print(summary, file=sys.stderr if failed else sys.stdout)
+
+
+def _result_line(result: Result) -> str:
+    head = f"{result.name}: {OUTCOME_WORDS.get(result.outcome, result.outcome)}"
+    if result.outcome == "renewed" and result.not_after:
+        until = result.not_after.strftime("%Y-%m-%d %H:%M UTC")
+        return f"{head}: version {result.version}, valid until {until} ({result.seconds:.2f} s)"
+    if result.outcome == "checked" and result.not_after:
+        return f"{head}: the CA issued a certificate ({result.seconds:.2f} s); nothing stored"
+    return f"{head}: {result.reason}"
+
+
+def status_rows(settings: Settings, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Per certificate: name, domains, version, not_after, days_left, next_renewal, reason."""
+    now = now or utc_now()
+    store = Store(settings.state_dir)
+    rows = []
+    for certificate in settings.certificates:
+        view = lineages.view(certificate, store.lineage(certificate.name), now)
+        validity = lineages.validity_of(view.version)
+        rows.append(
+            {
+                "name": certificate.name,
+                "domains": list(certificate.domains),
+                "version": view.version.number if view.version else None,
+                "not_after": validity.not_after.isoformat() if validity else None,
+                "days_left": round((validity.not_after - now).total_seconds() / 86400, 2)
+                if validity
+                else None,
+                "next_renewal": view.decision.at.isoformat(timespec="seconds"),
+                "due": view.decision.due,
+                "reason": view.decision.reason,
+            }
+        )
+    return rows
+
+
+def status_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no certificates configured"
+    header = ("NAME", "VERSION", "NOT AFTER", "DAYS LEFT", "NEXT RENEWAL", "REASON")
+    lines = [header]
+    for row in rows:
+        lines.append(
+            (
+                row["name"],
+                str(row["version"] or "-"),
+                _short(row["not_after"]),
+                "-" if row["days_left"] is None else f"{row['days_left']:.1f}",
+                "now" if row["due"] else _short(row["next_renewal"]),
+                row["reason"],
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True))
+        + "  "
+        + line[-1]
+        for line in lines
+    )
+
+
+def _short(stamp: str | None) -> str:
+    if stamp is None:
+        return "-"
+    return dt.datetime.fromisoformat(stamp).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")

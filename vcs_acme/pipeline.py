@@ -18,7 +18,7 @@ from cryptography import x509
 
 from vcs_acme import lineages, pki
 from vcs_acme.config import CertificateSettings, Settings
-from vcs_acme.errors import AcmeError, VcsAcmeError
+from vcs_acme.errors import AcmeError, ProblemError, VcsAcmeError
 from vcs_acme.issuance.account import Account, open_account
 from vcs_acme.issuance.http01 import Responders
 from vcs_acme.issuance.order import OrderRequest, place_order
@@ -143,9 +143,11 @@ class Pass:
             }
         )
 
-    def _connect(self) -> Account:
-        if self._account is None:
-            self._account = open_account(self.settings.acme, self.store, save=not self.dry_run)
+    def _connect(self, *, register: bool = False) -> Account:
+        if self._account is None or register:
+            self._account = open_account(
+                self.settings.acme, self.store, save=not self.dry_run, register=register
+            )
         return self._account
 
     def _issue(self, certificate: CertificateSettings, lineage: Lineage, reason: str) -> Result:
@@ -161,7 +163,16 @@ class Pass:
             replaces=current.meta.get("ari_id") if current else None,
             preferred_chain=certificate.preferred_chain,
         )
-        outcome = place_order(account.client, request, responder)
+        try:
+            outcome = place_order(account.client, request, responder)
+        except ProblemError as error:
+            if error.code != "accountDoesNotExist":
+                raise
+            logger.warning(
+                "%s: the CA no longer knows the stored account; registering again", certificate.name
+            )
+            self._account = account = self._connect(register=True)
+            outcome = place_order(account.client, request, responder)
         parts = pki.split_pem_chain(outcome.fullchain_pem)
         leaf = x509.load_pem_x509_certificate(parts[0])
         _check_leaf(leaf, key, certificate.domains)

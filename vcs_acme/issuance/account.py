@@ -56,8 +56,14 @@ def _public_key(client: AcmeClient) -> jwk.JWK:
     return public
 
 
-def open_account(settings: AcmeSettings, store: Store, *, save: bool = True) -> Account:
-    """Connect to the CA with the stored account, or register one (and store it if ``save``)."""
+def open_account(
+    settings: AcmeSettings, store: Store, *, save: bool = True, register: bool = False
+) -> Account:
+    """Connect to the CA with the stored account, or register one (and store it if ``save``).
+
+    ``register`` registers the stored key again, for a CA that no longer knows the account
+    (RFC 8555 section 7.3: a newAccount with a known key returns that key's account).
+    """
     stored = store.load_account(settings.directory_url)
     key = load_key(stored.key_pem) if stored else generate_key(settings.account_key_type)
     net = Network(
@@ -67,7 +73,7 @@ def open_account(settings: AcmeSettings, store: Store, *, save: bool = True) -> 
         timeout=settings.timeout_seconds,
     )
     client = AcmeClient.connect(settings.directory_url, net)
-    if stored:
+    if stored and not register:
         uri = str(stored.data["uri"])
         net.account = messages.RegistrationResource(uri=uri, body=messages.Registration())
         logger.debug("using the stored account %s", uri)

@@ -1,0 +1,54 @@
+"""CA problems become one line with the CA's detail and what to do."""
+
+from __future__ import annotations
+
+import pytest
+from acme import messages
+
+from vcs_acme.issuance.problems import REMEDIES, from_problem
+
+
+def problem(code: str, detail: str) -> messages.Error:
+    return messages.Error(typ=f"urn:ietf:params:acme:error:{code}", detail=detail)
+
+
+@pytest.mark.parametrize("code", sorted(messages.ERROR_CODES))
+def test_every_problem_type_has_a_remedy(code: str) -> None:
+    error = from_problem(problem(code, "the CA's own words"), "ordering")
+
+    assert code in REMEDIES
+    assert str(error) == f"ordering: the CA said: the CA's own words ({code}); {REMEDIES[code]}"
+    assert "\n" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("code", "transient"),
+    [
+        ("rateLimited", True),
+        ("serverInternal", True),
+        ("badNonce", True),
+        ("rejectedIdentifier", False),
+        ("unauthorized", False),
+        ("externalAccountRequired", False),
+    ],
+)
+def test_transient_or_permanent(code: str, transient: bool) -> None:
+    assert from_problem(problem(code, "x"), "c").transient is transient
+
+
+def test_subproblems_name_their_identifiers() -> None:
+    sub = messages.Error(
+        typ="urn:ietf:params:acme:error:rejectedIdentifier",
+        detail="forbidden name",
+        identifier=messages.Identifier(typ=messages.IDENTIFIER_FQDN, value="bad.example"),
+    )
+    compound = messages.Error(
+        typ="urn:ietf:params:acme:error:compound", detail="several", subproblems=(sub,)
+    )
+    assert "bad.example: forbidden name" in str(from_problem(compound, "ordering"))
+
+
+def test_unknown_problem_types_keep_their_name() -> None:
+    error = from_problem(problem("somethingNew", "odd"), "ordering")
+    assert error.code == "somethingNew"
+    assert "see the CA's documentation" in str(error)

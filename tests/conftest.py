@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from support.cli import Cli, CliResult
 from support.pebble import PebbleConfig, PebbleServer
+
 from vcs_acme.cli import main
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-
 from support.cli import Cli
+
 from vcs_acme import config
 from vcs_acme.errors import ConfigError
 
@@ -234,4 +233,4 @@ def test_the_environment_names_the_config(
     result = cli("status")
     assert result.code == 0, result.err
     assert "exp-e" in result.out
-    assert os.path.isdir(tmp_path / "state") is False  # status only reads
+    assert not (tmp_path / "state").exists()  # status only reads

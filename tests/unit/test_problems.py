@@ -9,7 +9,9 @@ from vcs_acme.issuance.problems import REMEDIES, from_problem
 
 
 def problem(code: str, detail: str) -> messages.Error:
-    return messages.Error(typ=f"urn:ietf:params:acme:error:{code}", detail=detail)
+    return messages.Error.from_json(
+        {"type": f"urn:ietf:params:acme:error:{code}", "detail": detail}
+    )
 
 
 @pytest.mark.parametrize("code", sorted(messages.ERROR_CODES))
@@ -37,13 +39,13 @@ def test_transient_or_permanent(code: str, transient: bool) -> None:
 
 
 def test_subproblems_name_their_identifiers() -> None:
-    sub = messages.Error(
-        typ="urn:ietf:params:acme:error:rejectedIdentifier",
-        detail="forbidden name",
-        identifier=messages.Identifier(typ=messages.IDENTIFIER_FQDN, value="bad.example"),
-    )
-    compound = messages.Error(
-        typ="urn:ietf:params:acme:error:compound", detail="several", subproblems=(sub,)
+    sub = {
+        "type": "urn:ietf:params:acme:error:rejectedIdentifier",
+        "detail": "forbidden name",
+        "identifier": {"type": "dns", "value": "bad.example"},
+    }
+    compound = messages.Error.from_json(
+        {"type": "urn:ietf:params:acme:error:compound", "detail": "several", "subproblems": [sub]}
     )
     assert "bad.example: forbidden name" in str(from_problem(compound, "ordering"))
 

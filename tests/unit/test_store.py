@@ -83,9 +83,9 @@ def test_atomic_write_replaces_whole(tmp_path: Path) -> None:
 
 def test_the_lock_refuses_a_second_holder(tmp_path: Path) -> None:
     lineage = Store(tmp_path).lineage("exp")
-    with lineage.lock():
-        with pytest.raises(LockedError, match="another vcs-acme process"), lineage.lock():
-            pass
+    held = lineage.lock()
+    with held, pytest.raises(LockedError, match="another vcs-acme process"), lineage.lock():
+        pass
     with lineage.lock():
         pass
 

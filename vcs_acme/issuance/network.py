@@ -73,7 +73,24 @@ class Network(acme_client.ClientNetwork):
         # fresh nonce to use next, which saves a round trip to newNonce.
         if self.REPLAY_NONCE_HEADER in response.headers:
             self._add_nonce(response)
+        _raise_conflict_problem(response)
         checked = self._check_response(response, content_type=content_type)
         if self.REPLAY_NONCE_HEADER not in response.headers:
             logger.debug("answer from %s carried no Replay-Nonce", url)
         return checked
+
+
+def _raise_conflict_problem(response: requests.Response) -> None:
+    """Raise the problem document of a 409 answer, which the library would discard.
+
+    CAs answer some refusals with 409 Conflict and a problem document, such as ARI's
+    ``alreadyReplaced``; the library turns every 409 into a bare ConflictError.
+    """
+    if response.status_code != 409:
+        return
+    try:
+        document = response.json()
+    except ValueError:
+        return
+    if isinstance(document, dict) and "type" in document:
+        raise messages.Error.from_json(document)

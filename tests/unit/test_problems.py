@@ -9,9 +9,9 @@ from vcs_acme.issuance.problems import REMEDIES, from_problem
 
 
 def problem(code: str, detail: str) -> messages.Error:
-    return messages.Error.from_json(
-        {"type": f"urn:ietf:params:acme:error:{code}", "detail": detail}
-    )
+    document = {"type": f"urn:ietf:params:acme:error:{code}", "detail": detail}
+    error: messages.Error = messages.Error.from_json(document)
+    return error
 
 
 @pytest.mark.parametrize("code", sorted(messages.ERROR_CODES))

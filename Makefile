@@ -36,7 +36,7 @@ test: lint $(TOOLS_STAMP)
 	$(BIN)/pytest
 
 bench: $(STAMP) $(TOOLS_STAMP)
-	$(BIN)/python -m bench.renew_vs_certbot
+	PYTHONPATH=tests $(BIN)/python -m bench.renew_vs_certbot
 
 clean:
 	rm -rf $(VENV) .cache state .mypy_cache .ruff_cache .pytest_cache

@@ -17,6 +17,8 @@ from vcs_acme.errors import AcmeError
 logger = logging.getLogger(__name__)
 
 PREFIX = "/.well-known/acme-challenge/"
+# How often the serving thread looks for a stop request; stopping waits up to this long.
+POLL_SECONDS = 0.05
 
 
 class _Server(ThreadingHTTPServer):
@@ -78,7 +80,9 @@ class Http01Responder:
             ) from None
         server.responses = self._responses
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="http-01", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, args=(POLL_SECONDS,), name="http-01", daemon=True
+        )
         self._thread.start()
         logger.debug("HTTP-01 responder listening on %s:%d", self.host or "*", self.port)
 

@@ -1,0 +1,1 @@
+"""Benchmarks against peer clients; run by `make bench`, never part of the test run."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,10 @@ def test_the_environment_names_the_config(
     assert result.code == 0, result.err
     assert "exp-e" in result.out
     assert not (tmp_path / "state").exists()  # status only reads
+
+
+def test_the_shipped_example_configuration_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "example.toml"
+    settings = config.parse(tomllib.loads(example.read_text(encoding="utf-8")), example)
+    assert [c.name for c in settings.certificates] == ["expressway-e"]
+    assert settings.acme.directory_url.startswith("https://acme-staging-v02.")

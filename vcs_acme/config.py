@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from vcs_acme.config_reader import Table
+from vcs_acme.config_devices import DeviceSettings, parse_device
+from vcs_acme.config_reader import Table, relative_path, secret
 from vcs_acme.errors import ConfigError
-from vcs_acme.secrets import SOURCES, Secret, SecretSourceError, read_secret
+from vcs_acme.secrets import Secret
 
 DEFAULT_CONFIG = Path("/etc/vcs-acme/config.toml")
 CONFIG_ENV = "VCS_ACME_CONFIG"
@@ -77,6 +78,7 @@ class CertificateSettings:
     preferred_chain: str | None
     challenge: ChallengeSettings
     renew_before_days: float | None
+    devices: tuple[str, ...] = ()
 
     @property
     def identity(self) -> dict[str, object]:
@@ -96,6 +98,13 @@ class Settings:
     state_dir: Path
     acme: AcmeSettings
     certificates: tuple[CertificateSettings, ...]
+    devices: tuple[DeviceSettings, ...] = ()
+
+    def device(self, name: str) -> DeviceSettings:
+        for device in self.devices:
+            if device.name == name:
+                return device
+        raise KeyError(name)
 
     def certificate(self, name: str) -> CertificateSettings:
         for certificate in self.certificates:
@@ -131,21 +140,17 @@ def load(path: Path) -> Settings:
 def parse(raw: dict[str, object], path: Path) -> Settings:
     root = Table(dict(raw), str(path))
     state_text = root.string("state_dir", what="a folder path") or "/var/lib/vcs-acme"
-    state_dir = _relative_to(path, state_text)
+    state_dir = relative_path(path, state_text)
     acme_table = root.table("acme", required=True)
     assert acme_table is not None
     acme = _acme(acme_table, path)
     certificates = tuple(_certificate(table) for table in root.tables("certificate"))
+    devices = tuple(parse_device(table, path) for table in root.tables("device"))
     root.finish()
-    _check_unique(root, certificates)
-    return Settings(path, state_dir, acme, certificates)
-
-
-def _relative_to(config_file: Path, text: str) -> Path:
-    # Relative paths are taken from the configuration file's folder, so that a checkout's
-    # demo configuration keeps its state inside the checkout wherever it is run from.
-    candidate = Path(text).expanduser()
-    return candidate if candidate.is_absolute() else (config_file.parent / candidate).resolve()
+    _check_unique(root, "certificate", [c.name for c in certificates])
+    _check_unique(root, "device", [d.name for d in devices])
+    _check_device_names(root, certificates, {d.name for d in devices})
+    return Settings(path, state_dir, acme, certificates, devices)
 
 
 def _acme(table: Table, config_file: Path) -> AcmeSettings:
@@ -178,7 +183,7 @@ def _ca_bundle(table: Table, config_file: Path) -> Path | None:
     text = table.string("ca_bundle", what="the path of a PEM file")
     if text is None:
         return None
-    path = _relative_to(config_file, text)
+    path = relative_path(config_file, text)
     if not path.is_file() or not os.access(path, os.R_OK):
         raise table.error("ca_bundle", f"expected a readable PEM file, {path} is not one")
     return path
@@ -201,23 +206,6 @@ def _eab(table: Table) -> EabSettings:
     return EabSettings(key_id, hmac_key, algorithm)
 
 
-def secret(table: Table, key: str) -> Secret:
-    """Read a secret named by ``{ file = … }``, ``{ env = … }``, ``{ credential = … }``."""
-    what = "a table with one of " + ", ".join(SOURCES)
-    reference = table.table(key, required=True)
-    assert reference is not None
-    given = [source for source in SOURCES if reference.has(source)]
-    if len(given) != 1:
-        raise table.error(key, f"expected {what} (exactly one), got {len(given)}")
-    value = reference.string(given[0], required=True)
-    assert value is not None
-    reference.finish()
-    try:
-        return read_secret(given[0], value)
-    except SecretSourceError as problem:
-        raise table.error(f"{key}.{given[0]}", str(problem)) from None
-
-
 def _certificate(table: Table) -> CertificateSettings:
     name = table.string("name", required=True, what="a short name (letters, digits, . _ -)")
     assert name is not None
@@ -233,6 +221,7 @@ def _certificate(table: Table) -> CertificateSettings:
     preferred_chain = table.string("preferred_chain", what="an issuer common name")
     challenge = _challenge(table)
     renew_before = table.number("renew_before_days", minimum=0.01, maximum=3650)
+    devices = table.strings("devices") or []
     table.finish()
     return CertificateSettings(
         name=name,
@@ -243,6 +232,7 @@ def _certificate(table: Table) -> CertificateSettings:
         preferred_chain=preferred_chain,
         challenge=challenge,
         renew_before_days=renew_before,
+        devices=tuple(devices),
     )
 
 
@@ -288,13 +278,27 @@ def _check_domain(domain: str) -> None:
         raise ValueError(f'expected a fully qualified DNS name, got "{domain}"')
 
 
-def _check_unique(root: Table, certificates: tuple[CertificateSettings, ...]) -> None:
+def _check_unique(root: Table, kind: str, names: list[str]) -> None:
     seen: set[str] = set()
-    for index, certificate in enumerate(certificates):
-        if certificate.name in seen:
+    for index, name in enumerate(names):
+        if name in seen:
             raise ConfigError(
                 root.source,
-                f"certificate[{index}].name",
-                f'"{certificate.name}" is used by another certificate; names must be unique',
+                f"{kind}[{index}].name",
+                f'"{name}" is used by another {kind}; names must be unique',
             )
-        seen.add(certificate.name)
+        seen.add(name)
+
+
+def _check_device_names(
+    root: Table, certificates: tuple[CertificateSettings, ...], known: set[str]
+) -> None:
+    for index, certificate in enumerate(certificates):
+        for position, name in enumerate(certificate.devices):
+            if name not in known:
+                listed = ", ".join(sorted(known)) or "none"
+                raise ConfigError(
+                    root.source,
+                    f"certificate[{index}].devices[{position}]",
+                    f'no [[device]] named "{name}" (configured: {listed})',
+                )

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from vcs_acme.errors import ConfigError
+from vcs_acme.secrets import SOURCES, Secret, SecretSourceError, read_secret
 
 T = TypeVar("T")
 
@@ -131,3 +133,41 @@ class Table:
             suggestion = f'; did you mean "{hint[0]}"?' if hint else ""
             known = ", ".join(sorted(self._seen))
             raise self.error(key, f"unknown key{suggestion} (known here: {known})")
+
+    def integers(self, key: str, *, minimum: int, maximum: int) -> list[int] | None:
+        values = self._get(key, list, False, "a list of integers")
+        if values is None:
+            return None
+        if not values:
+            raise self.error(key, "expected at least one integer")
+        for index, item in enumerate(values):
+            if type(item) is not int or not minimum <= item <= maximum:
+                raise self.error(
+                    f"{key}[{index}]",
+                    f"expected an integer from {minimum} to {maximum}, got {item!r}",
+                )
+        return values
+
+
+def relative_path(config_file: Path, text: str) -> Path:
+    # Relative paths are taken from the configuration file's folder, so that a checkout's
+    # demo configuration keeps its state inside the checkout wherever it is run from.
+    candidate = Path(text).expanduser()
+    return candidate if candidate.is_absolute() else (config_file.parent / candidate).resolve()
+
+
+def secret(table: Table, key: str) -> Secret:
+    """Read a secret named by ``{ file = … }``, ``{ env = … }``, ``{ credential = … }``."""
+    what = "a table with one of " + ", ".join(SOURCES)
+    reference = table.table(key, required=True)
+    assert reference is not None
+    given = [source for source in SOURCES if reference.has(source)]
+    if len(given) != 1:
+        raise table.error(key, f"expected {what} (exactly one), got {len(given)}")
+    value = reference.string(given[0], required=True)
+    assert value is not None
+    reference.finish()
+    try:
+        return read_secret(given[0], value)
+    except SecretSourceError as problem:
+        raise table.error(f"{key}.{given[0]}", str(problem)) from None

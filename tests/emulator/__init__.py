@@ -1,0 +1,1 @@
+"""Test stand-ins for the appliance: a strict device emulator and a small certificate factory."""

@@ -68,9 +68,13 @@ def make_key(kind: str = "rsa2048") -> PrivateKey:
     raise ValueError(f"unknown key kind {kind!r}")
 
 
-@functools.cache
 def cached_key(kind: str = "rsa2048", slot: int = 0) -> PrivateKey:
     """One key per (kind, slot) for the whole session; use another slot for a distinct key."""
+    return _session_key(kind, slot)  # one spelling of the arguments, so one cache entry
+
+
+@functools.cache
+def _session_key(kind: str, slot: int) -> PrivateKey:
     return make_key(kind)
 
 

@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_renew(commands)
+    _add_deploy(commands)
     _add_status(commands)
     _add_check(commands)
     return parser
@@ -93,6 +94,27 @@ def _add_renew(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="do the whole ACME exchange but store nothing (the state folder stays as it is)",
     )
     renew.set_defaults(handler=_renew)
+
+
+def _add_deploy(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    deploy = commands.add_parser(
+        "deploy",
+        help="deploy the current version of certificates to their devices again",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent(
+            """\
+            Upload each certificate's current version to its devices (one device at a
+            time), restart them when their restart policy allows, and verify over TLS that
+            every verify port presents it. Nothing is issued. A device whose upload waits
+            for its maintenance window is only restarted and verified."""
+        ),
+        epilog="examples:\n  vcs-acme deploy\n  vcs-acme deploy expressway-e --device exp-e-2",
+    )
+    deploy.add_argument("names", nargs="*", metavar="NAME", help="only these certificates")
+    deploy.add_argument(
+        "--device", action="append", default=[], metavar="D", help="only this device (repeatable)"
+    )
+    deploy.set_defaults(handler=_deploy)
 
 
 def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -137,6 +159,22 @@ def _renew(args: argparse.Namespace, settings: Settings) -> int:
     certificates = _selected(settings, args.names)
     results = Pass(settings, force=args.force, dry_run=args.dry_run).run(certificates)
     print_results(results, dry_run=args.dry_run)
+    return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def _deploy(args: argparse.Namespace, settings: Settings) -> int:
+    from vcs_acme.pipeline import Pass
+    from vcs_acme.report import print_results
+
+    certificates = _selected(settings, args.names)
+    known = {d.name for d in settings.devices}
+    unknown = [d for d in args.device if d not in known]
+    if unknown:
+        raise UsageError(f"no device named {', '.join(unknown)} in {settings.source}")
+    if args.device:
+        certificates = [c for c in certificates if set(c.devices) & set(args.device)]
+    results = Pass(settings, only_devices=tuple(args.device)).deploy(certificates)
+    print_results(results, dry_run=False)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 

@@ -55,6 +55,7 @@ class AcmeSettings:
     eab: EabSettings | None
     agree_to_terms: bool
     timeout_seconds: float
+    root_ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ def parse(raw: dict[str, object], path: Path) -> Settings:
     _check_unique(root, "certificate", [c.name for c in certificates])
     _check_unique(root, "device", [d.name for d in devices])
     _check_device_names(root, certificates, {d.name for d in devices})
+    _check_key_on_device(root, certificates, {d.name for d in devices if d.access == "rest"})
     return Settings(path, state_dir, acme, certificates, devices)
 
 
@@ -162,8 +164,12 @@ def _acme(table: Table, config_file: Path) -> AcmeSettings:
     eab = _eab(eab_table) if eab_table else None
     agree = table.boolean("agree_to_terms", True)
     timeout = table.number("timeout_seconds", minimum=1, maximum=600) or 30.0
+    root_text = table.string("root_ca_file", what="the path of the CA's root certificate (PEM)")
+    root = relative_path(config_file, root_text) if root_text else None
+    if root is not None and not root.is_file():
+        raise table.error("root_ca_file", f"expected a readable PEM file, {root} is not one")
     table.finish()
-    return AcmeSettings(directory, ca_bundle, contact, key_type, eab, agree, timeout)
+    return AcmeSettings(directory, ca_bundle, contact, key_type, eab, agree, timeout, root)
 
 
 def _directory_url(table: Table) -> str:
@@ -302,3 +308,18 @@ def _check_device_names(
                     f"certificate[{index}].devices[{position}]",
                     f'no [[device]] named "{name}" (configured: {listed})',
                 )
+
+
+def _check_key_on_device(
+    root: Table, certificates: tuple[CertificateSettings, ...], key_on_device: set[str]
+) -> None:
+    # A device that makes its own key gets a certificate of its own: one key per lineage.
+    for index, certificate in enumerate(certificates):
+        makers = [name for name in certificate.devices if name in key_on_device]
+        if makers and len(certificate.devices) > 1:
+            raise ConfigError(
+                root.source,
+                f"certificate[{index}].devices",
+                f'"{makers[0]}" makes its own key (access = "rest"), so its certificate can go '
+                "to that device alone; give each such device a [[certificate]] of its own",
+            )

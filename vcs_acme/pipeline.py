@@ -18,6 +18,8 @@ from cryptography import x509
 
 from vcs_acme import lineages, pki
 from vcs_acme.config import CertificateSettings, Settings
+from vcs_acme.deploy import Deployer, DeviceOutcome, open_access
+from vcs_acme.devices.access import DeviceError
 from vcs_acme.errors import AcmeError, ProblemError, VcsAcmeError
 from vcs_acme.issuance.account import Account, open_account
 from vcs_acme.issuance.http01 import Responders
@@ -46,10 +48,11 @@ class Result:
     fingerprint: str | None = None
     error: VcsAcmeError | None = None
     seconds: float = 0.0
+    devices: list[DeviceOutcome] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.outcome != "failed"
+        return self.outcome != "failed" and all(d.ok for d in self.devices)
 
 
 @dataclass
@@ -62,10 +65,13 @@ class Pass:
     clock: Clock = utc_now
     rng: random.Random = field(default_factory=random.Random)
 
+    only_devices: tuple[str, ...] = ()
+
     def __post_init__(self) -> None:
         self.store = Store(self.settings.state_dir)
         self._account: Account | None = None
         self._responders = Responders()
+        self.deployer = Deployer(self.settings, clock=self.clock)
 
     def run(self, certificates: list[CertificateSettings]) -> list[Result]:
         if not self.dry_run:
@@ -75,12 +81,30 @@ class Pass:
         finally:
             self._responders.close()
 
-    def _one(self, certificate: CertificateSettings) -> Result:
+    def deploy(self, certificates: list[CertificateSettings]) -> list[Result]:
+        """Deploy each certificate's current version again (``vcs-acme deploy``)."""
+        self.store.ensure()
+        return [self._one(certificate, self._redeploy) for certificate in certificates]
+
+    def _redeploy(self, certificate: CertificateSettings, lineage: Lineage) -> Result:
+        version = lineage.current()
+        if version is None:
+            return Result(certificate.name, "failed", "no version to deploy yet; run renew first")
+        devices = self.deployer.deploy(certificate, lineage, version, self.only_devices)
+        result = Result(certificate.name, "deployed", "deployed again", version.number)
+        result.devices = devices
+        return result
+
+    def _one(
+        self,
+        certificate: CertificateSettings,
+        work: Callable[[CertificateSettings, Lineage], Result] | None = None,
+    ) -> Result:
         started = time.monotonic()
         lineage = self.store.lineage(certificate.name)
         try:
             with lineage.lock(create=not self.dry_run):
-                result = self._work(certificate, lineage)
+                result = (work or self._work)(certificate, lineage)
         except VcsAcmeError as error:
             logger.error("%s: %s", certificate.name, error)
             logger.debug("%s: failure details", certificate.name, exc_info=True)
@@ -94,10 +118,49 @@ class Pass:
             logger.info("%s: not due: %s", certificate.name, decision.reason)
             current = lineage.current()
             number = current.number if current else None
-            return Result(certificate.name, "not-due", decision.reason, number)
+            result = Result(certificate.name, "not-due", decision.reason, number)
+            if current is not None and not self.dry_run:
+                result.devices = self.catch_up(certificate, lineage, current)
+            return result
         reason = "forced by --force" if self.force and not decision.due else decision.reason
         logger.info("%s: renewing: %s", certificate.name, reason)
-        return self._issue(certificate, lineage, reason)
+        result = self._issue(certificate, lineage, reason)
+        if result.outcome == "renewed" and certificate.devices:
+            version = lineage.current()
+            assert version is not None
+            result.devices = self.deployer.deploy(certificate, lineage, version, self.only_devices)
+        return result
+
+    def catch_up(
+        self, certificate: CertificateSettings, lineage: Lineage, version: StoredVersion
+    ) -> list[DeviceOutcome]:
+        """Finish what an earlier pass left: devices not yet on this version, and drift.
+
+        A device is worked again when its last deploy was not of this version, or failed, or
+        waits for a restart, or when it was verified but now presents something else.
+        """
+        stale = [
+            name
+            for name in certificate.devices
+            if (not self.only_devices or name in self.only_devices)
+            and self._needs_work(name, lineage, version)
+        ]
+        return self.deployer.deploy(certificate, lineage, version, stale) if stale else []
+
+    def _needs_work(self, device: str, lineage: Lineage, version: StoredVersion) -> bool:
+        state = lineage.device_state(device)
+        if state is None or state.get("version") != version.number:
+            return True
+        if state.get("state") == "refused":
+            return False  # the same bundle would be refused again; a new version may not
+        if state.get("state") != "verified":
+            return True
+        drift = self.deployer.drift(self.settings.device(device), version)
+        if drift:
+            logger.warning(
+                "device %s: %s; deploying version %d again", device, drift, version.number
+            )
+        return drift is not None
 
     def _decide(self, certificate: CertificateSettings, lineage: Lineage) -> Decision:
         view = lineages.view(certificate, lineage, self.clock())
@@ -152,13 +215,13 @@ class Pass:
 
     def _issue(self, certificate: CertificateSettings, lineage: Lineage, reason: str) -> Result:
         current = lineage.current()
-        key = self._key_for(certificate, current)
+        key, csr_pem = self._key_and_csr(certificate, lineage, current)
         account = self._connect()
         challenge = certificate.challenge
         responder = self._responders.get(challenge.listen_host, challenge.listen_port)
         request = OrderRequest(
             names=certificate.domains,
-            csr_pem=pki.make_csr(key, certificate.domains),
+            csr_pem=csr_pem,
             profile=certificate.profile,
             replaces=current.meta.get("ari_id") if current else None,
             preferred_chain=certificate.preferred_chain,
@@ -175,7 +238,7 @@ class Pass:
             outcome = place_order(account.client, request, responder)
         parts = pki.split_pem_chain(outcome.fullchain_pem)
         leaf = x509.load_pem_x509_certificate(parts[0])
-        _check_leaf(leaf, key, certificate.domains)
+        _check_leaf(leaf, csr_pem, certificate.domains)
         facts = pki.CertificateFacts.of(leaf)
         meta = self._meta(certificate, leaf, facts, outcome.profile, outcome.replaces_sent, request)
         if self.dry_run:
@@ -189,7 +252,8 @@ class Pass:
             "cert.pem": parts[0],
             "chain.pem": b"".join(parts[1:]),
             "fullchain.pem": b"".join(parts),
-            "privkey.pem": pki.key_to_pem(key),
+            **({"privkey.pem": pki.key_to_pem(key)} if key is not None else {}),
+            **_roots(outcome.all_chains),
         }
         stored = lineage.add_version(files, meta)
         logger.info(
@@ -202,6 +266,40 @@ class Pass:
         return Result(
             certificate.name, "renewed", reason, stored.number, facts.not_after, facts.fingerprint
         )
+
+    def _key_and_csr(
+        self, certificate: CertificateSettings, lineage: Lineage, current: StoredVersion | None
+    ) -> tuple[pki.PrivateKey | None, bytes]:
+        """A key made here and its CSR, or the CSR of a device that keeps its key to itself."""
+        maker = next(
+            (
+                d
+                for d in self.settings.devices
+                if d.name in certificate.devices and d.access == "rest"
+            ),
+            None,
+        )
+        if maker is None:
+            key = self._key_for(certificate, current)
+            return key, pki.make_csr(key, certificate.domains)
+        access = open_access(maker, lineage.fingerprints())
+        try:
+            others = tuple(n for n in certificate.domains if n != certificate.domains[0])
+            csr_pem = access.certificate_signing_request(others)
+        finally:
+            access.close()
+        asked = set(pki.csr_names(csr_pem))
+        if asked != set(certificate.domains):
+            raise DeviceError(
+                maker.name,
+                f"its CSR names {', '.join(sorted(asked))}, the configuration "
+                f"{', '.join(sorted(certificate.domains))}; the device's own host name is always "
+                "in its CSR, so list it first in domains",
+            )
+        logger.info(
+            "%s: the key stays on device %s; its CSR is signed", certificate.name, maker.name
+        )
+        return None, csr_pem
 
     def _key_for(
         self, certificate: CertificateSettings, current: StoredVersion | None
@@ -247,9 +345,24 @@ def _ari_id(leaf: x509.Certificate) -> str | None:
         return None
 
 
-def _check_leaf(leaf: x509.Certificate, key: pki.PrivateKey, domains: tuple[str, ...]) -> None:
+def _roots(chains: tuple[bytes, ...]) -> dict[str, bytes]:
+    """Self-signed certificates any offered chain carried: candidates for the device's root."""
+    from cryptography.hazmat.primitives import serialization
+
+    from vcs_acme.bundle import is_self_signed
+
+    roots: dict[bytes, bytes] = {}
+    for chain in chains:
+        for certificate in pki.load_certificates(chain):
+            if is_self_signed(certificate):
+                der = certificate.public_bytes(serialization.Encoding.DER)
+                roots[der] = certificate.public_bytes(serialization.Encoding.PEM)
+    return {"roots.pem": b"".join(roots.values())} if roots else {}
+
+
+def _check_leaf(leaf: x509.Certificate, csr_pem: bytes, domains: tuple[str, ...]) -> None:
     """Refuse what the CA sent if it is not the certificate that was asked for."""
-    if leaf.public_key() != key.public_key():
+    if leaf.public_key() != x509.load_pem_x509_csr(csr_pem).public_key():
         raise AcmeError("the CA returned a certificate for another key; nothing was stored")
     missing = sorted(set(domains) - set(pki.dns_names(leaf)))
     if missing:

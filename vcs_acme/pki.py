@@ -66,6 +66,18 @@ def make_csr(key: PrivateKey, domains: tuple[str, ...]) -> bytes:
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 
+def csr_names(csr_pem: bytes) -> list[str]:
+    """The DNS names a CSR asks for: its SANs, else its common name."""
+    csr = x509.load_pem_x509_csr(csr_pem)
+    try:
+        extension = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = extension.value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
+    common = common_name(csr.subject)
+    return names or ([common] if common else [])
+
+
 def split_pem_chain(pem: bytes) -> list[bytes]:
     """Each certificate of a PEM bundle, in order, each ending with a newline."""
     return [match.group(0) + b"\n" for match in _PEM_CERTIFICATE.finditer(pem)]

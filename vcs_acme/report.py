@@ -9,25 +9,38 @@ from typing import Any
 
 from vcs_acme import lineages
 from vcs_acme.config import Settings
+from vcs_acme.deploy import DeviceOutcome
 from vcs_acme.pipeline import Result, utc_now
-from vcs_acme.store import Store
+from vcs_acme.store import Lineage, Store
 
 OUTCOME_WORDS = {
     "renewed": "renewed",
     "not-due": "not due",
     "failed": "FAILED",
     "checked": "dry run ok",
+    "deployed": "deployed",
 }
 
 
 def print_results(results: Sequence[Result], *, dry_run: bool) -> None:
     for result in results:
         print(_result_line(result))
+        for device in result.devices:
+            print("  " + _device_line(device))
     failed = sum(1 for r in results if not r.ok)
     renewed = sum(1 for r in results if r.outcome in ("renewed", "checked"))
     verb = "obtained (dry run, nothing stored)" if dry_run else "renewed"
     summary = f"{len(results)} certificate(s): {renewed} {verb}, {failed} failed"
     print(summary, file=sys.stderr if failed else sys.stdout)
+
+
+def _device_line(device: DeviceOutcome) -> str:
+    head = f"device {device.device}: {device.state}"
+    if device.state == "verified":
+        return f"{head} (presents {device.fingerprint})"
+    if device.state == "pending-restart":
+        return f"{head}: version {device.version} uploaded; it takes effect after a restart"
+    return f"{head}: {device.error}"
 
 
 def _result_line(result: Result) -> str:
@@ -60,6 +73,24 @@ def status_rows(settings: Settings, now: dt.datetime | None = None) -> list[dict
                 "next_renewal": view.decision.at.isoformat(timespec="seconds"),
                 "due": view.decision.due,
                 "reason": view.decision.reason,
+                "devices": _device_rows(certificate.devices, store.lineage(certificate.name)),
+            }
+        )
+    return rows
+
+
+def _device_rows(names: Sequence[str], lineage: Lineage) -> list[dict[str, Any]]:
+    rows = []
+    for name in names:
+        state = lineage.device_state(name) or {}
+        rows.append(
+            {
+                "name": name,
+                "state": state.get("state", "not-deployed"),
+                "version": state.get("version"),
+                "fingerprint": state.get("fingerprint"),
+                "verified_at": state.get("verified_at"),
+                "error": state.get("error"),
             }
         )
     return rows
@@ -82,12 +113,29 @@ def status_table(rows: list[dict[str, Any]]) -> str:
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
-    return "\n".join(
+    text = [
         "  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True))
         + "  "
         + line[-1]
         for line in lines
-    )
+    ]
+    devices = [_device_status(row["name"], d) for row in rows for d in row["devices"]]
+    if devices:
+        text += ["", "DEVICES", *devices]
+    return "\n".join(text)
+
+
+def _device_status(certificate: str, device: dict[str, Any]) -> str:
+    line = f"{certificate} -> {device['name']}: {device['state']}"
+    if device["version"] is not None:
+        line += f" (version {device['version']})"
+    if device["fingerprint"]:
+        line += f" presents {device['fingerprint']}"
+    if device["verified_at"]:
+        line += f", verified {_short(device['verified_at'])}"
+    if device["error"]:
+        line += f"; {device['error']}"
+    return line
 
 
 def _short(stamp: str | None) -> str:

@@ -40,6 +40,7 @@ VERSION_FILES = {
     "cert.pem": PUBLIC_MODE,
     "chain.pem": PUBLIC_MODE,
     "fullchain.pem": PUBLIC_MODE,
+    "roots.pem": PUBLIC_MODE,
     "privkey.pem": PRIVATE_MODE,
 }
 
@@ -123,6 +124,11 @@ class StoredVersion:
     def key_pem(self) -> bytes:
         return self.read("privkey.pem")
 
+    @property
+    def has_key(self) -> bool:
+        """False when the device made the key and only the certificate is kept here."""
+        return (self.path / "privkey.pem").exists()
+
 
 class Lineage:
     """One configured certificate and all its versions over time."""
@@ -183,6 +189,17 @@ class Lineage:
         fsync_folder(self.versions_path)
         atomic_write(self.path / "current", f"{number}\n".encode(), PUBLIC_MODE)
         return StoredVersion(number, final, meta)
+
+    def device_state(self, device: str) -> dict[str, Any] | None:
+        """What the last deploy to ``device`` left: state, version, fingerprint, error."""
+        return read_json(self.path / "devices" / f"{device}.json")
+
+    def save_device_state(self, device: str, data: dict[str, Any]) -> None:
+        write_json(private_folder(self.path / "devices") / f"{device}.json", data)
+
+    def fingerprints(self) -> set[str]:
+        """The fingerprints of every version: certificates this agent put on devices."""
+        return {str(self.version(n).meta.get("fingerprint")) for n in self.numbers()}
 
     def renewal_info(self) -> dict[str, Any] | None:
         return read_json(self.path / "renewal-info.json")

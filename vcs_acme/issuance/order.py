@@ -41,6 +41,7 @@ class OrderOutcome:
     profile: str | None
     replaces_sent: bool
     order_url: str
+    all_chains: tuple[bytes, ...] = ()
 
 
 def place_order(
@@ -81,6 +82,7 @@ def place_order(
         profile=order.body.profile or request.profile,
         replaces_sent=replaces_sent,
         order_url=str(order.uri),
+        all_chains=(order.fullchain_pem.encode(), *alternates),
     )
 
 

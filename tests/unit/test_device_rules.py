@@ -272,7 +272,6 @@ def test_expiry_past_2050_quotes_the_guide() -> None:
     ("options", "violations"),
     [
         ({}, set()),
-        ({"not_after": JANUARY_2050 + DAY}, {"ca-expires-after-2049"}),
         ({"not_before": NOW - 9 * DAY, "not_after": NOW - DAY}, {"ca-expired"}),
         ({"not_before": NOW + DAY}, {"ca-not-yet-valid"}),
         ({"basic_constraints": None}, {"ca-basic-constraints-missing"}),
@@ -285,6 +284,15 @@ def test_ca_certificates(options: dict[str, object], violations: set[str]) -> No
     verdict = judge(leaf(), cas=[*CHAIN, extra_root.certificate])
 
     assert verdict.violation_codes() == violations
+
+
+def test_a_ca_past_2050_is_a_warning_not_a_refusal() -> None:
+    extra_root = pki.make_root("Extra Root CA", not_after=JANUARY_2050 + DAY)
+
+    verdict = judge(leaf(), cas=[*CHAIN, extra_root.certificate])
+
+    assert verdict.accepted
+    assert verdict.warning_codes() == {"ca-expires-after-2049"}
 
 
 def test_ca_certificates_sharing_a_common_name_are_a_warning() -> None:

@@ -379,13 +379,20 @@ def _check_validity(
             f"{kind} '{subject}' expired at {not_after.isoformat()}",
             "issue (or fetch) a current certificate",
         )
-    if not_after >= _LATEST_SAFE_NOT_AFTER:
-        report.refuse(
-            f"{kind}-expires-after-2049",
-            f"{kind} '{subject}' expires at {not_after.isoformat()}; the device guide warns"
-            " that expiry dates past 2050 can cause trouble",
-            "use a certificate (or CA) that expires before 2050-01-01",
-        )
+    if not_after < _LATEST_SAFE_NOT_AFTER:
+        return
+    reason = (
+        f"{kind} '{subject}' expires at {not_after.isoformat()}; the device guide warns"
+        " that expiry dates past 2050 can cause trouble"
+    )
+    if kind == "ca":
+        # Long-lived roots past 2050 are common (and the device's own factory list has
+        # some): a warning. The server certificate is the agent's to choose: refused.
+        report.warn(f"{kind}-expires-after-2049", reason, "prefer a CA that expires before 2050")
+        return
+    report.refuse(
+        f"{kind}-expires-after-2049", reason, "issue a certificate that expires before 2050-01-01"
+    )
 
 
 def _check_authorities(

@@ -32,6 +32,7 @@ from typing import NoReturn
 import paramiko
 from paramiko.hostkeys import InvalidHostKey
 from paramiko.pkey import UnknownKeyType
+from paramiko.ssh_exception import NoValidConnectionsError
 
 from vcs_acme import pki
 from vcs_acme.config_devices import DeviceSettings
@@ -49,7 +50,7 @@ KEY_MODE = 0o600
 CONNECT_TIMEOUT = 15.0
 # A command that prints nothing for this long is taken as hung.
 COMMAND_TIMEOUT = 60.0
-# The exit status a channel reports when it closed without sending one.
+# The exit status of a channel that closed without sending one (paramiko's value).
 DROPPED = -1
 STDERR_LIMIT = 300
 
@@ -142,7 +143,9 @@ class SshAccess:
             # The device goes down: the next call logs in again.
             self.close()
         if status == DROPPED:
-            logger.debug("ssh %s: the restart closed the connection", self._address)
+            # Going down ends the session before the command can report; the certificate
+            # check after the restart tells whether it worked.
+            logger.debug("ssh %s: the restart ended the session", self._address)
         elif status != 0:
             raise self._fail(
                 f"restart command {command!r} failed with status {status}: {_trim(stderr)}"
@@ -205,7 +208,10 @@ class SshAccess:
         logger.debug("ssh %s: %s", self._address, command)
         status, stderr = self._execute(command)
         if status == DROPPED:
-            raise self._fail(f"connection lost while setting the owner {owner}", transient=True)
+            raise self._fail(
+                f"setting the owner {owner} ended without a status (connection lost?)",
+                transient=True,
+            )
         if status != 0:
             raise self._fail(
                 f"setting the owner {owner} failed with status {status}: {_trim(stderr)}"
@@ -230,13 +236,28 @@ class SshAccess:
     # Commands
 
     def _execute(self, command: str) -> tuple[int, bytes]:
-        """Run ``command``; return its exit status (DROPPED if the connection closed first)
-        and what it wrote to stderr."""
+        """Run ``command``; return its exit status and what it wrote to stderr.
+
+        The status is DROPPED when the channel closed without one: the connection was lost,
+        or the command was killed by a signal (which SSH reports apart, and paramiko not).
+        """
         channel = self._open_channel()
+        try:
+            self._start(channel, command)
+            return self._finish(channel, command)
+        finally:
+            channel.close()
+
+    def _start(self, channel: paramiko.Channel, command: str) -> None:
         try:
             channel.settimeout(COMMAND_TIMEOUT)
             channel.exec_command(command)
             channel.shutdown_write()
+        except (paramiko.SSHException, EOFError, OSError) as error:
+            raise self._fail(f"the device would not run {command!r}: {_name(error)}") from error
+
+    def _finish(self, channel: paramiko.Channel, command: str) -> tuple[int, bytes]:
+        try:
             # The commands run here print a few lines at most, so reading stdout to its end
             # before stderr cannot fill the channel window and stall.
             channel.makefile("rb").read()
@@ -248,12 +269,8 @@ class SshAccess:
                 f"command {command!r} gave no answer within {COMMAND_TIMEOUT:g} s", transient=True
             ) from None
         except (paramiko.SSHException, EOFError, ConnectionError) as error:
-            logger.debug(
-                "ssh %s: connection lost during %r: %s", self._address, command, _name(error)
-            )
+            logger.debug("ssh %s: lost during %r: %s", self._address, command, _name(error))
             return DROPPED, b""
-        finally:
-            channel.close()
         return channel.exit_status, stderr
 
     def _open_channel(self) -> paramiko.Channel:
@@ -381,7 +398,7 @@ class SshAccess:
             return self._fail(
                 f"no answer from {self._address} within {CONNECT_TIMEOUT:g} s", transient=True
             )
-        if isinstance(error, paramiko.ssh_exception.NoValidConnectionsError):
+        if isinstance(error, NoValidConnectionsError):
             reasons = {_reason(problem) for problem in error.errors.values()}
             return self._fail(
                 f"cannot connect to {self._address}: {', '.join(sorted(reasons))}", transient=True

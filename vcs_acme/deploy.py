@@ -200,7 +200,7 @@ class Deployer:
         cas = [x509.load_pem_x509_certificate(pem) for pem in bundle.ca_pems]
         verdict = check_bundle(profile, leaf, key, cas, self.clock())
         for warning in verdict.warnings:
-            logger.warning("device %s: %s %s", device.name, warning.reason, warning.remedy)
+            logger.warning("device %s: %s; %s", device.name, warning.reason, warning.remedy)
         return verdict
 
     def _append_missing_cas(self, access: DeviceAccess, bundle: Bundle) -> None:

@@ -38,6 +38,7 @@ class ConfigFile:
     folder: Path
     acme: dict[str, Any]
     certificates: list[dict[str, Any]] = field(default_factory=list)
+    devices: list[dict[str, Any]] = field(default_factory=list)
     state_dir: str = "state"
 
     @property
@@ -56,6 +57,7 @@ class ConfigFile:
     def write(self) -> Path:
         parts = [f"state_dir = {toml_value(self.state_dir)}\n", table("acme", self.acme)]
         parts += [table("certificate", c, array=True) for c in self.certificates]
+        parts += [table("device", d, array=True) for d in self.devices]
         self.path.write_text("\n".join(parts), encoding="utf-8")
         return self.path
 

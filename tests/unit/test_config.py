@@ -237,8 +237,79 @@ def test_the_environment_names_the_config(
     assert not (tmp_path / "state").exists()  # status only reads
 
 
-def test_the_shipped_example_configuration_is_valid() -> None:
+def test_the_shipped_example_configuration_is_valid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     example = Path(__file__).resolve().parents[2] / "config" / "example.toml"
-    settings = config.parse(tomllib.loads(example.read_text(encoding="utf-8")), example)
+    # The example names files under /etc/vcs-acme; give it those files here instead.
+    text = example.read_text(encoding="utf-8").replace("/etc/vcs-acme/", f"{tmp_path}/")
+    for name in ("devices-ca.pem", "known_hosts", "exp-e-1-password"):
+        (tmp_path / name).write_text("x\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    monkeypatch.setenv("EXP_E_2_ROOT_PASSWORD", "root-password")
+
+    settings = config.parse(tomllib.loads(text), example)
+
     assert [c.name for c in settings.certificates] == ["expressway-e"]
     assert settings.acme.directory_url.startswith("https://acme-staging-v02.")
+    assert [d.access for d in settings.devices] == ["web", "ssh"]
+    assert settings.device("exp-e-1").restart.mode == "window"
+    assert "root-password" not in repr(settings)
+
+
+DEVICE = """
+[[device]]
+name = "exp-c"
+host = "expc.example.com"
+role = "expressway-c"
+password = { value = "pw" }
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "key_path", "expected"),
+    [
+        ('restart = "at two"', "device[0].restart", "crontab expression"),
+        ('tls_fingerprint = "abc"', "device[0].tls_fingerprint", "64 hex digits"),
+        ('tls_verify = false\ntls_ca_file = "ca.pem"', "device[0].tls_verify", "contradicts"),
+        ('release = "15.4"', "device[0].release", "X<major>.<minor>"),
+        ("verify_ports = [443, 70000]", "device[0].verify_ports[1]", "from 1 to 65535"),
+        ('access = "telnet"', "device[0].access", '"web", "rest", "ssh", "folder"'),
+        ('access = "folder"', "device[0].folder", "missing"),
+    ],
+)
+def test_device_errors_name_the_key(
+    tmp_path: Path, extra: str, key_path: str, expected: str
+) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    error = error_of(tmp_path, GOOD + DEVICE + extra + "\n")
+    assert error.key_path == key_path
+    assert expected in error.message
+
+
+def test_a_device_without_password_is_refused(tmp_path: Path) -> None:
+    error = error_of(tmp_path, GOOD + DEVICE.replace('password = { value = "pw" }\n', ""))
+    assert (error.key_path, "needs a password" in error.message) == ("device[0].password", True)
+
+
+def test_a_certificate_names_only_configured_devices(tmp_path: Path) -> None:
+    error = error_of(tmp_path, GOOD + 'devices = ["exp-d"]\n' + DEVICE)
+    assert error.key_path == "certificate[0].devices[0]"
+    assert 'no [[device]] named "exp-d" (configured: exp-c)' in error.message
+
+
+def test_a_device_that_makes_its_key_gets_its_own_certificate(tmp_path: Path) -> None:
+    second = DEVICE.replace('"exp-c"', '"exp-c2"')
+    text = GOOD + 'devices = ["exp-c", "exp-c2"]\n' + DEVICE + 'access = "rest"\n' + second
+    error = error_of(tmp_path, text)
+    assert error.key_path == "certificate[0].devices"
+    assert "makes its own key" in error.message
+
+
+def test_device_defaults(tmp_path: Path) -> None:
+    settings = config.load(write(tmp_path, GOOD + DEVICE))
+    device = settings.device("exp-c")
+    assert (device.port, device.verify_ports, device.access) == (443, (443, 5061), "web")
+    assert (device.restart.mode, device.key_format, device.tls.verify) == ("never", "pkcs8", True)
+    assert device.release is None
+    assert "pw" not in repr(device)

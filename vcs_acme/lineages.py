@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 from vcs_acme import renewal
-from vcs_acme.config import CertificateSettings
+from vcs_acme.config import CertificateSettings, Settings
 from vcs_acme.store import Lineage, StoredVersion
+
+
+def identity(settings: Settings, certificate: CertificateSettings) -> str:
+    """A digest of everything configured for a certificate and its devices.
+
+    A permanent failure holds until this changes. Secrets show as ``[secure]`` in reprs, so
+    a changed password alone does not count: after fixing one, run ``renew --force``.
+    """
+    devices = [settings.device(name) for name in certificate.devices]
+    text = repr((certificate, devices, settings.acme.directory_url))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def parse_time(text: str) -> dt.datetime:

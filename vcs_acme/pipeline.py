@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from vcs_acme import lineages, pki
+from vcs_acme import lineages, pki, retry
 from vcs_acme.config import CertificateSettings, Settings
 from vcs_acme.deploy import Deployer, DeviceOutcome, open_access
 from vcs_acme.devices.access import DeviceError
-from vcs_acme.errors import AcmeError, ProblemError, VcsAcmeError
+from vcs_acme.errors import AcmeError, LockedError, ProblemError, VcsAcmeError
 from vcs_acme.issuance.account import Account, open_account
 from vcs_acme.issuance.http01 import Responders
 from vcs_acme.issuance.order import OrderRequest, place_order
@@ -52,7 +52,19 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.outcome != "failed" and all(d.ok for d in self.devices)
+        return self.outcome not in ("failed", "held") and all(d.ok for d in self.devices)
+
+    def failure(self) -> tuple[str, bool, dt.datetime | None] | None:
+        """(what failed, whether a retry may help, the CA's Retry-After) or None on success."""
+        if self.outcome == "failed":
+            error = self.error
+            retry_after = getattr(error, "retry_after", None)
+            return self.reason, bool(error and error.transient), retry_after
+        broken = [d for d in self.devices if not d.ok]
+        if not broken:
+            return None
+        text = "; ".join(f"device {d.device}: {d.state}: {d.error}" for d in broken)
+        return text, all(d.transient for d in broken), None
 
 
 @dataclass
@@ -66,11 +78,12 @@ class Pass:
     rng: random.Random = field(default_factory=random.Random)
 
     only_devices: tuple[str, ...] = ()
+    responders: Responders | None = None  # shared by the daemon's workers; else our own
 
     def __post_init__(self) -> None:
         self.store = Store(self.settings.state_dir)
         self._account: Account | None = None
-        self._responders = Responders()
+        self._responders = self.responders or Responders()
         self.deployer = Deployer(self.settings, clock=self.clock)
 
     def run(self, certificates: list[CertificateSettings]) -> list[Result]:
@@ -79,7 +92,13 @@ class Pass:
         try:
             return [self._one(certificate) for certificate in certificates]
         finally:
-            self._responders.close()
+            if self.responders is None:
+                self._responders.close()
+
+    def run_one(self, certificate: CertificateSettings) -> Result:
+        """One certificate, as the daemon runs it: decide, renew or catch up, remember."""
+        self.store.ensure()
+        return self._one(certificate)
 
     def deploy(self, certificates: list[CertificateSettings]) -> list[Result]:
         """Deploy each certificate's current version again (``vcs-acme deploy``)."""
@@ -110,9 +129,50 @@ class Pass:
             logger.debug("%s: failure details", certificate.name, exc_info=True)
             result = Result(certificate.name, "failed", str(error), error=error)
         result.seconds = time.monotonic() - started
+        if not self.dry_run and not isinstance(result.error, LockedError):
+            self._remember(certificate, lineage, result)
         return result
 
+    def _remember(self, certificate: CertificateSettings, lineage: Lineage, result: Result) -> None:
+        """Keep the retry state: cleared on success, counted up on failure."""
+        failure = result.failure()
+        if failure is None:
+            lineage.save_retry(None)
+            return
+        text, transient, retry_after = failure
+        state = retry.after_failure(
+            lineage.retry(),
+            now=self.clock(),
+            error=text,
+            transient=transient,
+            identity=lineages.identity(self.settings, certificate),
+            retry_after=retry_after,
+            rng=self.rng,
+        )
+        lineage.save_retry(state)
+        if state.permanent:
+            logger.error(
+                "%s: permanent failure (attempt %d), not retried until its configuration "
+                "changes or `vcs-acme renew --force`: %s",
+                certificate.name, state.attempts, text,
+            )  # fmt: skip
+        else:
+            assert state.next_try is not None
+            next_try = state.next_try.isoformat(timespec="seconds")
+            logger.error(
+                "%s: failed (attempt %d), next try at %s: %s",
+                certificate.name, state.attempts, next_try, text,
+            )  # fmt: skip
+
     def _work(self, certificate: CertificateSettings, lineage: Lineage) -> Result:
+        held = lineage.retry()
+        if not self.force and retry.blocked(held, lineages.identity(self.settings, certificate)):
+            assert held is not None
+            reason = (
+                f"held after a permanent failure: {held.last_error}; fix the configuration "
+                "or run `vcs-acme renew --force`"
+            )
+            return Result(certificate.name, "held", reason, error=None)
         decision = self._decide(certificate, lineage)
         if not decision.due and not self.force:
             logger.info("%s: not due: %s", certificate.name, decision.reason)

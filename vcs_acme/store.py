@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vcs_acme.errors import LockedError, StoreError
+from vcs_acme.retry import RetryState
 
 FOLDER_MODE = 0o700
 PRIVATE_MODE = 0o600
@@ -200,6 +201,16 @@ class Lineage:
     def fingerprints(self) -> set[str]:
         """The fingerprints of every version: certificates this agent put on devices."""
         return {str(self.version(n).meta.get("fingerprint")) for n in self.numbers()}
+
+    def retry(self) -> RetryState | None:
+        data = read_json(self.path / "retry.json")
+        return RetryState.from_json(data) if data else None
+
+    def save_retry(self, state: RetryState | None) -> None:
+        if state is None:
+            (self.path / "retry.json").unlink(missing_ok=True)
+            return
+        write_json(private_folder(self.path) / "retry.json", state.to_json())
 
     def renewal_info(self) -> dict[str, Any] | None:
         return read_json(self.path / "renewal-info.json")

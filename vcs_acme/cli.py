@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 from vcs_acme import __version__, config
 from vcs_acme.config import CertificateSettings, Settings
@@ -58,16 +60,35 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         choices=("debug", "info", "warning", "error"),
-        default="warning",
-        help="how much to log on standard error (default: warning; debug shows the ACME "
-        "exchange, never a secret)",
+        default=None,
+        help="how much to log on standard error (default: info for run, warning otherwise; "
+        "debug shows the ACME exchange, never a secret)",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_run(commands)
     _add_renew(commands)
     _add_deploy(commands)
     _add_status(commands)
     _add_check(commands)
     return parser
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser(
+        "run",
+        help="run as a daemon: renew and deploy on schedule (systemd Type=notify)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent(
+            """\
+            Keep every configured certificate renewed and deployed, unattended. Each
+            certificate is worked at its next decision time (the CA's renewal window, else
+            the lifetime rule), failures are retried with growing delays, devices are
+            checked for drift periodically. The schedule is rebuilt from the state folder
+            at start. SIGHUP reloads the configuration; SIGTERM stops gracefully."""
+        ),
+        epilog="usually started by systemd: see systemd/vcs-acme.service",
+    )
+    run.set_defaults(handler=_run)
 
 
 def _add_renew(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -152,6 +173,13 @@ def _selected(settings: Settings, names: Sequence[str]) -> list[CertificateSetti
     return [settings.certificate(n) for n in names]
 
 
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from vcs_acme.daemon import Daemon
+
+    del args
+    return Daemon(settings.source, settings).run()
+
+
 def _renew(args: argparse.Namespace, settings: Settings) -> int:
     from vcs_acme.pipeline import Pass
     from vcs_acme.report import print_results
@@ -196,18 +224,40 @@ def _check(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if run_checks(settings) else EXIT_FAILED
 
 
+class _JournalFormatter(logging.Formatter):
+    """systemd's journal adds the time itself; it reads the priority from ``<N>``."""
+
+    PRIORITIES: ClassVar[dict[int, int]] = {
+        logging.DEBUG: 7,
+        logging.INFO: 6,
+        logging.WARNING: 4,
+        logging.ERROR: 3,
+    }
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = self.PRIORITIES.get(record.levelno, 2)
+        return f"<{priority}>{super().format(record)}"
+
+
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+    # The libraries' own chatter stays at warning unless debugging.
+    for name in ("urllib3", "apscheduler", "paramiko"):
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.log_level)
+    _setup_logging(args.log_level or ("info" if args.command == "run" else "warning"))
     handler: Command = args.handler
     try:
         settings = config.load(config.config_path(args.config))

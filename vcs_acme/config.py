@@ -92,6 +92,15 @@ class CertificateSettings:
 
 
 @dataclass(frozen=True)
+class DaemonSettings:
+    """How ``vcs-acme run`` works its schedule."""
+
+    workers: int = 4
+    drift_check_minutes: float = 60.0
+    stop_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the agent was told."""
 
@@ -100,6 +109,7 @@ class Settings:
     acme: AcmeSettings
     certificates: tuple[CertificateSettings, ...]
     devices: tuple[DeviceSettings, ...] = ()
+    daemon: DaemonSettings = DaemonSettings()
 
     def device(self, name: str) -> DeviceSettings:
         for device in self.devices:
@@ -147,12 +157,29 @@ def parse(raw: dict[str, object], path: Path) -> Settings:
     acme = _acme(acme_table, path)
     certificates = tuple(_certificate(table) for table in root.tables("certificate"))
     devices = tuple(parse_device(table, path) for table in root.tables("device"))
+    daemon_table = root.table("daemon")
+    daemon = _daemon(daemon_table) if daemon_table else DaemonSettings()
     root.finish()
     _check_unique(root, "certificate", [c.name for c in certificates])
     _check_unique(root, "device", [d.name for d in devices])
     _check_device_names(root, certificates, {d.name for d in devices})
     _check_key_on_device(root, certificates, {d.name for d in devices if d.access == "rest"})
-    return Settings(path, state_dir, acme, certificates, devices)
+    return Settings(path, state_dir, acme, certificates, devices, daemon)
+
+
+def _daemon(table: Table) -> DaemonSettings:
+    workers = table.number("workers", minimum=1, maximum=64)
+    drift = table.number("drift_check_minutes", minimum=1, maximum=10080)
+    stop = table.number("stop_timeout_seconds", minimum=1, maximum=600)
+    table.finish()
+    if workers is not None and workers != int(workers):
+        raise table.error("workers", f"expected a whole number, got {workers}")
+    defaults = DaemonSettings()
+    return DaemonSettings(
+        int(workers or defaults.workers),
+        drift or defaults.drift_check_minutes,
+        stop or defaults.stop_timeout_seconds,
+    )
 
 
 def _acme(table: Table, config_file: Path) -> AcmeSettings:

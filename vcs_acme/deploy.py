@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -89,6 +90,20 @@ class DeviceOutcome:
         }
 
 
+_DEVICE_LOCKS: dict[str, threading.Lock] = {}
+_DEVICE_LOCKS_GUARD = threading.Lock()
+
+
+def device_lock(name: str) -> threading.Lock:
+    """One operation at a time per device, across the daemon's workers.
+
+    Two certificates can go to the same device; their deploys must not interleave (the
+    web interface's sessionid is per page, and a restart would cut the other upload).
+    """
+    with _DEVICE_LOCKS_GUARD:
+        return _DEVICE_LOCKS.setdefault(name, threading.Lock())
+
+
 def in_window(policy: RestartPolicy, now: dt.datetime) -> bool:
     """Whether ``now`` falls inside the restart policy's maintenance window."""
     if policy.mode != "window" or policy.window is None:
@@ -131,8 +146,9 @@ class Deployer:
             if only and name not in only:
                 continue
             device = self.settings.device(name)
-            previous = lineage.device_state(name)
-            outcome = self._one(device, lineage, version, previous, force)
+            with device_lock(name):
+                previous = lineage.device_state(name)
+                outcome = self._one(device, lineage, version, previous, force)
             lineage.save_device_state(name, outcome.to_json())
             _log(outcome)
             outcomes.append(outcome)

@@ -95,6 +95,19 @@ class Pass:
             if self.responders is None:
                 self._responders.close()
 
+    def check_devices(self, certificate: CertificateSettings) -> Result:
+        """Look for drift and unfinished deploys of the current version (no issuance)."""
+        self.store.ensure()
+        return self._one(certificate, self._check_devices)
+
+    def _check_devices(self, certificate: CertificateSettings, lineage: Lineage) -> Result:
+        version = lineage.current()
+        if version is None:
+            return Result(certificate.name, "not-due", "no version yet")
+        result = Result(certificate.name, "checked-devices", "device check", version.number)
+        result.devices = self.catch_up(certificate, lineage, version)
+        return result
+
     def run_one(self, certificate: CertificateSettings) -> Result:
         """One certificate, as the daemon runs it: decide, renew or catch up, remember."""
         self.store.ensure()
@@ -129,7 +142,8 @@ class Pass:
             logger.debug("%s: failure details", certificate.name, exc_info=True)
             result = Result(certificate.name, "failed", str(error), error=error)
         result.seconds = time.monotonic() - started
-        if not self.dry_run and not isinstance(result.error, LockedError):
+        idle_check = result.outcome == "checked-devices" and not result.devices
+        if not self.dry_run and not idle_check and not isinstance(result.error, LockedError):
             self._remember(certificate, lineage, result)
         return result
 
@@ -223,8 +237,11 @@ class Pass:
         return drift is not None
 
     def _decide(self, certificate: CertificateSettings, lineage: Lineage) -> Decision:
+        # ARI first: the CA's window is asked for (when stale) before the lifetime rule
+        # decides; not when a new certificate is due anyway (none yet, changed, forced).
         view = lineages.view(certificate, lineage, self.clock())
-        if view.version is not None and not view.decision.due and not self.force:
+        changed = lineages.what_changed(certificate, view.version)
+        if view.version is not None and not changed and not self.force:
             self._refresh_window(lineage, view.version)
             view = lineages.view(certificate, lineage, self.clock())
         return view.decision
@@ -260,7 +277,7 @@ class Pass:
                 "fingerprint": version.meta["fingerprint"],
                 "start": window.start.isoformat(),
                 "end": window.end.isoformat(),
-                "retry_after": window.retry_after.isoformat(),
+                "retry_after": _ask_again(window.retry_after, version, now).isoformat(),
                 "explanation_url": window.explanation_url,
                 "fetched": now.isoformat(),
             }
@@ -396,6 +413,18 @@ class Pass:
             # Fixed once per version, so the moment inside an ARI window stays put across runs.
             "jitter": round(self.rng.random(), 6),
         }
+
+
+def _ask_again(retry_after: dt.datetime, version: StoredVersion, now: dt.datetime) -> dt.datetime:
+    """When to ask renewalInfo again: the CA's Retry-After, but at least ten times a lifetime.
+
+    A CA's six-hour default makes sense for 90-day certificates and none for a certificate
+    that lives minutes; the CA may move the window at any time (draft-ietf-acme-ari 4.3).
+    """
+    validity = lineages.validity_of(version)
+    if validity is None:
+        return retry_after
+    return min(retry_after, now + validity.lifetime / 10)
 
 
 def _ari_id(leaf: x509.Certificate) -> str | None:

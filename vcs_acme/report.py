@@ -19,14 +19,20 @@ OUTCOME_WORDS = {
     "failed": "FAILED",
     "checked": "dry run ok",
     "deployed": "deployed",
+    "held": "HELD",
+    "checked-devices": "devices checked",
 }
+
+
+def result_lines(result: Result) -> list[str]:
+    """What one certificate's pass comes to: a line, and one per device worked."""
+    return [_result_line(result), *("  " + _device_line(d) for d in result.devices)]
 
 
 def print_results(results: Sequence[Result], *, dry_run: bool) -> None:
     for result in results:
-        print(_result_line(result))
-        for device in result.devices:
-            print("  " + _device_line(device))
+        for line in result_lines(result):
+            print(line)
     failed = sum(1 for r in results if not r.ok)
     renewed = sum(1 for r in results if r.outcome in ("renewed", "checked"))
     verb = "obtained (dry run, nothing stored)" if dry_run else "renewed"

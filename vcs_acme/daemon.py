@@ -1,0 +1,254 @@
+"""``vcs-acme run``: the long-running agent. It runs the same pipeline as ``renew`` and only
+decides *when*.
+
+Scheduling (APScheduler 3.11, in memory, nothing pickled): one job per certificate at its
+next decision time, rebuilt from the state folder at every start, so a restart resumes the
+schedule; a periodic device check for drift and unfinished deploys; a bounded pool of
+workers, so certificates are worked in parallel while each device sees one operation at a
+time (``deploy.device_lock``). A job whose time passed during a suspend or downtime runs once
+when the agent is back (coalesced), never once per missed moment.
+
+Lifecycle: ``SIGHUP`` reloads the configuration (a broken one is reported and the old one
+kept); the first ``SIGTERM``/``SIGINT`` stops gracefully within ``stop_timeout_seconds``,
+letting work in flight finish; a second one exits at once. Under systemd (``NOTIFY_SOCKET``)
+``READY=1``, ``STATUS=`` and ``WATCHDOG=1`` are sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from vcs_acme import config as config_module
+from vcs_acme import lineages, retry
+from vcs_acme.config import CertificateSettings, Settings
+from vcs_acme.deploy import in_window
+from vcs_acme.errors import ConfigError
+from vcs_acme.issuance.http01 import Responders
+from vcs_acme.pipeline import Pass, Result, utc_now
+from vcs_acme.sdnotify import Notifier
+from vcs_acme.store import Store
+
+logger = logging.getLogger(__name__)
+
+DRIFT_JOB = "device-check"
+IDLE_WAKE_SECONDS = 30.0
+Clock = Callable[[], dt.datetime]
+
+
+class Daemon:
+    def __init__(
+        self,
+        config_path: Path,
+        settings: Settings,
+        *,
+        notifier: Notifier | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.config_path = config_path
+        self.settings = settings
+        self.notifier = notifier or Notifier()
+        self.clock = clock
+        self.responders = Responders()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._wake = threading.Event()
+        self._signals = 0
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(settings.daemon.workers)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=dt.UTC,
+        )
+
+    # -- when ---------------------------------------------------------------------------
+
+    def next_run(self, certificate: CertificateSettings) -> dt.datetime | None:
+        """The next moment this certificate needs attention, from the state folder alone."""
+        now = self.clock()
+        lineage = Store(self.settings.state_dir).lineage(certificate.name)
+        held = lineage.retry()
+        identity = lineages.identity(self.settings, certificate)
+        if retry.blocked(held, identity):
+            return None  # a person must act: configuration change or renew --force
+        if held is not None and held.next_try is not None and held.identity == identity:
+            return max(now, held.next_try)
+        view = lineages.view(certificate, lineage, now)
+        moments = [view.decision.at]
+        info = lineage.renewal_info()
+        if view.version and info and info.get("fingerprint") == view.version.meta["fingerprint"]:
+            moments.append(lineages.parse_time(info["retry_after"]))  # re-ask ARI then
+        moments += self._window_openings(certificate, lineage, now)
+        return max(now, min(moments))
+
+    def _window_openings(
+        self, certificate: CertificateSettings, lineage: Any, now: dt.datetime
+    ) -> list[dt.datetime]:
+        """When devices waiting for a maintenance window may next be restarted."""
+        from apscheduler.triggers.cron import CronTrigger
+
+        openings = []
+        for name in certificate.devices:
+            state = lineage.device_state(name) or {}
+            device = self.settings.device(name)
+            if state.get("state") != "pending-restart" or device.restart.mode != "window":
+                continue
+            if in_window(device.restart, now):
+                openings.append(now)
+                continue
+            trigger = CronTrigger.from_crontab(str(device.restart.window))
+            opening = trigger.get_next_fire_time(None, now.astimezone())
+            if opening is not None:
+                openings.append(opening.astimezone(dt.UTC))
+        return openings
+
+    def schedule_all(self) -> None:
+        wanted = {c.name for c in self.settings.certificates}
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("certificate:") and job.id.split(":", 1)[1] not in wanted:
+                job.remove()
+        for certificate in self.settings.certificates:
+            self._schedule(certificate)
+        minutes = self.settings.daemon.drift_check_minutes
+        self.scheduler.add_job(
+            self._check_devices, "interval", minutes=minutes, id=DRIFT_JOB, replace_existing=True
+        )
+
+    def _schedule(self, certificate: CertificateSettings) -> None:
+        job_id = f"certificate:{certificate.name}"
+        moment = self.next_run(certificate)
+        if moment is None:
+            if self.scheduler.get_job(job_id):
+                self.scheduler.remove_job(job_id)
+            logger.warning("%s: held after a permanent failure; no run scheduled", certificate.name)
+            return
+        self.scheduler.add_job(
+            self._run_certificate,
+            "date",
+            run_date=moment,
+            args=[certificate.name],
+            id=job_id,
+            replace_existing=True,
+        )
+        logger.info("%s: next run at %s", certificate.name, moment.isoformat(timespec="seconds"))
+
+    # -- what ---------------------------------------------------------------------------
+
+    def _pass(self, settings: Settings) -> Pass:
+        return Pass(settings, responders=self.responders, clock=self.clock)
+
+    def _run_certificate(self, name: str) -> None:
+        settings = self.settings
+        try:
+            certificate = settings.certificate(name)
+        except KeyError:
+            return  # removed by a reload while the job waited
+        try:
+            result = self._pass(settings).run_one(certificate)
+            self._report(result)
+        finally:
+            if not self._stop.is_set() and self.settings is settings:
+                self._schedule(certificate)
+            self._status()
+
+    def _check_devices(self) -> None:
+        settings = self.settings
+        for certificate in settings.certificates:
+            if self._stop.is_set():
+                return
+            if certificate.devices:
+                self._report(self._pass(settings).check_devices(certificate))
+                self._schedule(certificate)
+
+    def _report(self, result: Result) -> None:
+        from vcs_acme.report import result_lines
+
+        for line in result_lines(result):
+            (logger.info if result.ok else logger.error)("%s", line)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        del frame
+        self._signals += 1
+        if self._signals > 1:
+            logger.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(1)
+        logger.info("%s: stopping", signal.Signals(signum).name)
+        self._stop.set()
+        self._wake.set()
+
+    def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        self._reload.set()
+        self._wake.set()
+
+    def reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            settings = config_module.load(self.config_path)
+        except ConfigError as error:
+            logger.error("reload refused, keeping the running configuration: %s", error)
+            self.notifier.ready()
+            return
+        self.settings = settings
+        logger.info("configuration reloaded: %d certificate(s)", len(settings.certificates))
+        self.schedule_all()
+        self.notifier.ready()
+        self._status()
+
+    def _status(self) -> None:
+        jobs = [j for j in self.scheduler.get_jobs() if j.id.startswith("certificate:")]
+        if not jobs:
+            self.notifier.status("idle: no certificate scheduled")
+            return
+        first = min(jobs, key=lambda j: j.next_run_time)
+        name = first.id.split(":", 1)[1]
+        moment = first.next_run_time.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        self.notifier.status(f"{len(jobs)} certificate(s); next: {name} at {moment}")
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hangup)
+        Store(self.settings.state_dir).ensure()
+        self.scheduler.start()
+        self.schedule_all()
+        self.notifier.ready()
+        self._status()
+        logger.info("started: %d certificate(s)", len(self.settings.certificates))
+        interval = self.notifier.watchdog_interval()
+        wake = min(interval / 2, IDLE_WAKE_SECONDS) if interval else IDLE_WAKE_SECONDS
+        while not self._stop.is_set():
+            self._wake.wait(wake)
+            self._wake.clear()
+            self.notifier.watchdog()
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+        return self._shutdown()
+
+    def _shutdown(self) -> int:
+        self.notifier.stopping()
+        bound = self.settings.daemon.stop_timeout_seconds
+        closer = threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True})
+        closer.start()
+        closer.join(bound)
+        self.responders.close()
+        if closer.is_alive():
+            # Work in flight is safe to abandon: every write is atomic and the locks go
+            # with the process.
+            logger.warning("work still running after %g s; abandoning it", bound)
+            logging.shutdown()
+            os._exit(0)
+        logger.info("stopped")
+        return 0

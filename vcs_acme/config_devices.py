@@ -96,6 +96,7 @@ class DeviceSettings:
     server_eku_upload: bool = False
     required_names: tuple[str, ...] = ()
     verify_timeout_seconds: float = 120.0
+    request_timeout_seconds: float = 30.0
     web: WebPaths = field(default_factory=WebPaths)
     ssh: SshSettings = field(default_factory=SshSettings)
     folder: FolderSettings | None = None
@@ -118,6 +119,7 @@ def parse_device(table: Table, config_file: Path) -> DeviceSettings:
     eku_upload = table.boolean("server_eku_upload", False)
     required = tuple(table.strings("required_names") or ())
     timeout = table.number("verify_timeout_seconds", minimum=1, maximum=3600) or 120.0
+    request_timeout = table.number("request_timeout_seconds", minimum=1, maximum=600) or 30.0
     web = _web(table)
     ssh = _ssh(table, config_file)
     folder = _folder(table, config_file, access)
@@ -130,7 +132,8 @@ def parse_device(table: Table, config_file: Path) -> DeviceSettings:
         name=name, host=host, role=role, access=access, port=port, verify_ports=verify_ports,
         release=release, username=username, password=password, tls=tls, key_format=key_format,
         restart=restart, server_eku_upload=eku_upload, required_names=required,
-        verify_timeout_seconds=timeout, web=web, ssh=ssh, folder=folder,
+        verify_timeout_seconds=timeout, request_timeout_seconds=request_timeout,
+        web=web, ssh=ssh, folder=folder,
     )  # fmt: skip
 
 

@@ -38,7 +38,8 @@ Verify ports
 
 An uploaded server certificate goes to a pending slot; only a restart makes it the one the
 HTTPS port and the verify ports present. Faults can be switched on at run time, and every
-login, upload, CA change, CSR and restart is recorded as an ``Event``.
+login, upload, CA change, CSR and restart is recorded as an ``Event``; every request that
+reaches the interfaces is kept, with its header names, in ``requests_seen``.
 
 The parts live beside this module: ``acceptance`` (upload rules), ``csr``, ``state``,
 ``messages``, ``web``, ``rest`` and ``transport``. This module wires them together and
@@ -52,6 +53,7 @@ import logging
 import socketserver
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from types import TracebackType
 
 from vcs_acme.devices import Release, Role
@@ -87,10 +89,20 @@ __all__ = [
     "DeviceEmulator",
     "Event",
     "KeyFormat",
+    "Seen",
     "fingerprint",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as it reached the device: method, path and header names (lowercase)."""
+
+    method: str
+    path: str
+    header_names: frozenset[str]
 
 
 @functools.cache
@@ -144,6 +156,8 @@ class DeviceEmulator:
         self._web = WebInterface(self._device, credentials, self._faults, randomize_field_names)
         self._rest = RestInterface(self._device, credentials)
         self._wiring = Wiring(self.host, self._device, self._faults, self._stopping, self._dispatch)
+        self._journal: list[Seen] = []
+        self._journal_lock = threading.Lock()
         self._servers: list[socketserver.BaseServer] = []
         self._threads: list[threading.Thread] = []
 
@@ -202,6 +216,11 @@ class DeviceEmulator:
         self._threads.clear()
 
     def _dispatch(self, request: Request) -> Response:
+        seen = Seen(
+            request.method, request.path, frozenset(name.lower() for name in request.headers)
+        )
+        with self._journal_lock:
+            self._journal.append(seen)
         if request.path.startswith("/api/"):
             return self._rest.handle(request)
         return self._web.handle(request)
@@ -231,6 +250,12 @@ class DeviceEmulator:
     @property
     def events(self) -> list[Event]:
         return self._device.events()
+
+    @property
+    def requests_seen(self) -> list[Seen]:
+        """Every request that reached the interfaces (not those cut off by a fault), in order."""
+        with self._journal_lock:
+            return list(self._journal)
 
     def events_of(self, kind: str) -> list[Event]:
         return [event for event in self._device.events() if event.kind == kind]
@@ -262,5 +287,5 @@ class DeviceEmulator:
         self._device.restarts_fail = broken
 
     def set_restart_downtime(self, seconds: float) -> None:
-        """After each restart, refuse every connection for this long (default 0)."""
+        """After each restart, hang up mid-handshake on every connection this long (default 0)."""
         self._device.restart_downtime = seconds

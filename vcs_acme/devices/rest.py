@@ -18,7 +18,11 @@ import requests
 from vcs_acme import pki
 from vcs_acme.config_devices import DeviceSettings
 from vcs_acme.devices.access import Bundle, DeviceError
-from vcs_acme.devices.tls import DeviceSession, management_session
+from vcs_acme.devices.tls import (
+    DeviceSession,
+    is_trust_failure,
+    management_session,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +50,9 @@ class RestAccess:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         if self._session is None:
-            timeout = self.device.verify_timeout_seconds
-            self._session = management_session(self.device, self._known, timeout)
+            self._session = management_session(
+                self.device, self._known, self.device.request_timeout_seconds
+            )
             password = self.device.password.reveal() if self.device.password else ""
             self._session.auth = (self.device.username, password)
         if method == "POST":
@@ -55,6 +60,10 @@ class RestAccess:
         try:
             response = self._session.request(method, self._base + path, **kwargs)
         except requests.exceptions.SSLError as error:
+            if not is_trust_failure(error):
+                raise self._fail(
+                    f"{method} {path}: TLS handshake cut off", transient=True
+                ) from None
             raise self._fail(f"TLS to {self._base} not trusted ({error}); check tls_ca_file or "
                              "tls_fingerprint") from None  # fmt: skip
         except requests.RequestException as error:
@@ -106,8 +115,11 @@ class RestAccess:
         try:
             self._call("POST", RESTART_PATH)
         except DeviceError as error:
-            if not error.transient:  # a connection dropped by the restart is the restart
+            # A connection dropped as the device goes down is the restart working; an HTTP
+            # error answer is not.
+            if not error.transient or "HTTP" in str(error):
                 raise
+            logger.debug("device %s: connection dropped by the restart", self.device.name)
 
     def close(self) -> None:
         if self._session is not None:

@@ -33,6 +33,30 @@ logger = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 10.0
 
 
+def is_trust_failure(error: BaseException) -> bool:
+    """Whether a TLS error means "this is not the certificate we trust".
+
+    Only that is permanent. A device that hangs up mid-handshake (as it does while it
+    restarts) also surfaces as an SSL error, and may well answer a minute later.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        if "Fingerprints did not match" in str(current):
+            return True
+        nested = current.args[0] if current.args else None
+        current = current.__cause__ or current.__context__
+        if current is None and isinstance(nested, BaseException):
+            current = nested
+        if current is None and hasattr(nested, "reason"):
+            reason = getattr(nested, "reason", None)
+            current = reason if isinstance(reason, BaseException) else None
+    return False
+
+
 def colon_hex(digest: bytes) -> str:
     return digest.hex(":")
 

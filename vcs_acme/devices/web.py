@@ -18,7 +18,7 @@ from vcs_acme import pki
 from vcs_acme.config_devices import DeviceSettings
 from vcs_acme.devices import forms
 from vcs_acme.devices.access import Bundle, DeviceError
-from vcs_acme.devices.tls import management_session
+from vcs_acme.devices.tls import is_trust_failure, management_session
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,10 @@ class WebAccess:
         try:
             response = session.request(method, self._url(path), **kwargs)  # type: ignore[arg-type]
         except requests.exceptions.SSLError as error:
+            if not is_trust_failure(error):
+                raise self._fail(
+                    f"{method} {path}: TLS handshake cut off", transient=True
+                ) from None
             raise self._fail(f"TLS to {self._base} not trusted ({error}); check tls_ca_file or "
                              "tls_fingerprint") from None  # fmt: skip
         except requests.RequestException as error:
@@ -72,7 +76,7 @@ class WebAccess:
         return response
 
     def _login(self) -> requests.Session:
-        session = management_session(self.device, self._known, self.device.verify_timeout_seconds)
+        session = management_session(self.device, self._known, self.device.request_timeout_seconds)
         password = self.device.password.reveal() if self.device.password else ""
         form = {"username": self.device.username, "password": password,
                 "submitbutton": "Login", "formbutton": "Login"}  # fmt: skip
@@ -86,11 +90,18 @@ class WebAccess:
     def _page(self, path: str) -> forms.Page:
         response = self._send("GET", path)
         if self.device.web.login in response.url and path != self.device.web.login:
+            self._session = None  # log in again on the next call
             raise self._fail("the web session ended; try again", transient=True)
         return forms.parse(response.text)
 
-    def _submit(self, path: str, button: str, files: dict[str, bytes]) -> None:
-        """Read the page, fill the labelled file inputs, press ``button``, read the outcome."""
+    def _submit(
+        self, path: str, button: str, files: dict[str, bytes], *, may_hang_up: bool = False
+    ) -> None:
+        """Read the page, fill the labelled file inputs, press ``button``, read the outcome.
+
+        With ``may_hang_up``, a connection dropped after the button was pressed counts as
+        done: that is what a restarting device does.
+        """
         page = self._page(path)
         form = page.form_with_button(button)
         if form is None:
@@ -102,7 +113,13 @@ class WebAccess:
                 raise self._fail(f'no file input labelled "{label}" on {path}')
             fields[name] = (name + ".pem", content, "application/x-pem-file")
         data = {**form.hidden, "submitbutton": button, "formbutton": button}
-        response = self._send("POST", form.action or path, data=data, files=fields)
+        try:
+            response = self._send("POST", form.action or path, data=data, files=fields)
+        except DeviceError as error:
+            if may_hang_up and error.transient and "HTTP" not in str(error):
+                logger.debug("device %s: connection dropped after %s", self.device.name, button)
+                return
+            raise
         errors = forms.parse(response.text).errors()
         if errors:
             raise self._fail(f'"{button}" refused: {"; ".join(errors)}')
@@ -135,12 +152,8 @@ class WebAccess:
             self._submit(self.device.web.trusted_ca, APPEND_BUTTON, {CA_LABEL: b"".join(ca_pems)})
 
     def restart(self) -> None:
-        try:
-            self._submit(self.device.web.restart, RESTART_BUTTON, {})
-        except DeviceError as error:
-            # The device may drop the connection as it goes down: that is the restart working.
-            if not error.transient:
-                raise
+        self._submit(self.device.web.restart, RESTART_BUTTON, {}, may_hang_up=True)
+        self._session = None  # a restart ends the web session
 
     def close(self) -> None:
         if self._session is not None:

@@ -167,6 +167,8 @@ def secret(table: Table, key: str) -> Secret:
     value = reference.string(given[0], required=True)
     assert value is not None
     reference.finish()
+    if given[0] == "file":
+        value = str(relative_path(Path(table.source), value))
     try:
         return read_secret(given[0], value)
     except SecretSourceError as problem:

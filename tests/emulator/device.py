@@ -135,6 +135,7 @@ class DeviceEmulator:
         key_formats: Iterable[KeyFormat] = ALL_KEY_FORMATS,
         verify_ports: int = 1,
         fqdn: str = "device.example.test",
+        ports: tuple[int, ...] = (),
     ) -> None:
         self.role = role if isinstance(role, Role) else Role(role)
         self.release = release if isinstance(release, Release) else Release.parse(release)
@@ -142,6 +143,8 @@ class DeviceEmulator:
         self.https_port = 0
         self.verify_ports: list[int] = []
         self._verify_port_count = verify_ports
+        # Fixed ports (the HTTPS port, then the verify ports) for the demo; tests use free ones.
+        self._fixed_ports = ports
 
         authority = pki.make_root("Device Emulator Interface CA")
         identity = pki.make_leaf(
@@ -177,11 +180,12 @@ class DeviceEmulator:
         if self._servers or self._stopping.is_set():
             raise RuntimeError("an emulator starts once")
         try:
-            https = HttpsServer(self._wiring)
+            fixed = [*self._fixed_ports, *([0] * (self._verify_port_count + 1))]
+            https = HttpsServer(self._wiring, fixed[0])
             self.https_port = https.server_address[1]
             self._serve(https)
-            for _ in range(self._verify_port_count):
-                verify = VerifyServer(self._wiring)
+            for index in range(self._verify_port_count):
+                verify = VerifyServer(self._wiring, fixed[index + 1])
                 self.verify_ports.append(verify.server_address[1])
                 self._serve(verify)
         except OSError:

@@ -78,9 +78,9 @@ class HttpsServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = _LISTEN_QUEUE
 
-    def __init__(self, wiring: Wiring) -> None:
+    def __init__(self, wiring: Wiring, port: int = 0) -> None:
         self.wiring = wiring
-        super().__init__((wiring.host, 0), _Handler)
+        super().__init__((wiring.host, port), _Handler)
 
     def server_bind(self) -> None:
         # Skip HTTPServer's reverse lookup of the address; the name is known.
@@ -103,9 +103,9 @@ class VerifyServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     request_queue_size = _LISTEN_QUEUE
 
-    def __init__(self, wiring: Wiring) -> None:
+    def __init__(self, wiring: Wiring, port: int = 0) -> None:
         self.wiring = wiring
-        super().__init__((wiring.host, 0), socketserver.BaseRequestHandler)
+        super().__init__((wiring.host, port), socketserver.BaseRequestHandler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         return _accept_tls(self.socket, self.wiring.device)

@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from emulator.device import DeviceEmulator
+
 from support.pebble import PebbleConfig, PebbleServer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -225,7 +225,6 @@ def test_key_checks_skipped_when_the_device_holds_the_key() -> None:
         ({"names": [], "common_name": NAME}, (NAME,), {"name-not-covered"}),
         ({"common_name": "*.example.test"}, (NAME,), {"name-wildcard"}),
         ({"names": [NAME, "*.example.test"]}, (NAME,), {"name-wildcard"}),
-        ({"omit_common_name": True}, (NAME,), {"cn-missing"}),
     ],
 )
 def test_names(options: dict[str, object], required: tuple[str, ...], violations: set[str]) -> None:
@@ -234,6 +233,18 @@ def test_names(options: dict[str, object], required: tuple[str, ...], violations
     verdict = judge(leaf(**options), device=device)
 
     assert verdict.violation_codes() == violations
+
+
+def test_a_missing_common_name_is_a_warning_with_a_way_out() -> None:
+    # The device raises an alarm without a CN but takes the certificate; profiles such as
+    # Let's Encrypt's "tlsserver" and "shortlived" leave the CN out.
+    verdict = judge(leaf(omit_common_name=True))
+
+    assert verdict.accepted
+    assert verdict.warning_codes() == {"cn-missing"}
+    (finding,) = verdict.warnings
+    assert "alarm" in finding.reason
+    assert "classic" in finding.remedy
 
 
 # --- dates -----------------------------------------------------------------------------------

@@ -92,8 +92,11 @@ class Pass:
         try:
             return [self._one(certificate) for certificate in certificates]
         finally:
-            if self.responders is None:
-                self._responders.close()
+            self._close()
+
+    def _close(self) -> None:
+        if self.responders is None:  # ours, not the daemon's shared ones
+            self._responders.close()
 
     def check_devices(self, certificate: CertificateSettings) -> Result:
         """Look for drift and unfinished deploys of the current version (no issuance)."""
@@ -111,7 +114,10 @@ class Pass:
     def run_one(self, certificate: CertificateSettings) -> Result:
         """One certificate, as the daemon runs it: decide, renew or catch up, remember."""
         self.store.ensure()
-        return self._one(certificate)
+        try:
+            return self._one(certificate)
+        finally:
+            self._close()
 
     def deploy(self, certificates: list[CertificateSettings]) -> list[Result]:
         """Deploy each certificate's current version again (``vcs-acme deploy``)."""
@@ -142,8 +148,11 @@ class Pass:
             logger.debug("%s: failure details", certificate.name, exc_info=True)
             result = Result(certificate.name, "failed", str(error), error=error)
         result.seconds = time.monotonic() - started
-        idle_check = result.outcome == "checked-devices" and not result.devices
-        if not self.dry_run and not idle_check and not isinstance(result.error, LockedError):
+        # Nothing new was learnt from an idle device check, a held certificate or a lock.
+        idle = result.outcome == "held" or (
+            result.outcome == "checked-devices" and not result.devices
+        )
+        if not self.dry_run and not idle and not isinstance(result.error, LockedError):
             self._remember(certificate, lineage, result)
         return result
 

@@ -76,7 +76,8 @@ class Http01Responder:
         except OSError as error:
             raise AcmeError(
                 f"cannot listen on {self.host or '*'}:{self.port} for HTTP-01: "
-                f"{error.strerror}; change challenge.listen or free the port"
+                f"{error.strerror}; change challenge.listen or free the port",
+                transient=True,
             ) from None
         server.responses = self._responses
         self._server = server

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -87,6 +88,8 @@ class Daemon:
         info = lineage.renewal_info()
         if view.version and info and info.get("fingerprint") == view.version.meta["fingerprint"]:
             moments.append(lineages.parse_time(info["retry_after"]))  # re-ask ARI then
+        elif view.version:
+            moments.append(now)  # a new version: ask the CA's renewal information now
         moments += self._window_openings(certificate, lineage, now)
         return max(now, min(moments))
 
@@ -147,18 +150,28 @@ class Daemon:
         return Pass(settings, responders=self.responders, clock=self.clock)
 
     def _run_certificate(self, name: str) -> None:
-        settings = self.settings
         try:
-            certificate = settings.certificate(name)
+            certificate = self.settings.certificate(name)
         except KeyError:
             return  # removed by a reload while the job waited
+        self._report(self._pass(self.settings).run_one(certificate))
+
+    def _job_done(self, event: JobExecutionEvent) -> None:
+        """Plan a certificate's next run once its job has finished.
+
+        This runs after the scheduler has counted the job as finished; planning from inside
+        the job would collide with the still-running instance and be skipped.
+        """
+        if event.exception is not None:
+            logger.error("job %s failed: %s", event.job_id, event.exception)
+        if self._stop.is_set() or not event.job_id.startswith("certificate:"):
+            return
         try:
-            result = self._pass(settings).run_one(certificate)
-            self._report(result)
-        finally:
-            if not self._stop.is_set() and self.settings is settings:
-                self._schedule(certificate)
-            self._status()
+            certificate = self.settings.certificate(event.job_id.split(":", 1)[1])
+        except KeyError:
+            return
+        self._schedule(certificate)
+        self._status()
 
     def _check_devices(self) -> None:
         settings = self.settings
@@ -221,6 +234,7 @@ class Daemon:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hangup)
         Store(self.settings.state_dir).ensure()
+        self.scheduler.add_listener(self._job_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         self.scheduler.start()
         self.schedule_all()
         self.notifier.ready()

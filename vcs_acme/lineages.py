@@ -55,6 +55,8 @@ def cached_window(lineage: Lineage, version: StoredVersion | None) -> renewal.Wi
     info = lineage.renewal_info()
     if not info or info.get("fingerprint") != version.meta.get("fingerprint"):
         return None
+    if "start" not in info or "end" not in info:
+        return None  # the CA offers no ARI, or has not answered yet
     return renewal.Window(parse_time(info["start"]), parse_time(info["end"]))
 
 

@@ -258,39 +258,48 @@ class Pass:
     def _refresh_window(self, lineage: Lineage, version: StoredVersion) -> None:
         """Ask the CA's renewalInfo when the stored answer is missing or stale.
 
-        A failing ARI endpoint never blocks renewal: the lifetime rule decides instead.
+        The answer is kept with the time to ask again, also when the CA offers no ARI or
+        the request failed, so that the daemon knows when to look next. A failing ARI
+        endpoint never blocks renewal: the kept window, or the lifetime rule, decides.
         """
         info = lineage.renewal_info()
         now = self.clock()
-        fresh = info and info.get("fingerprint") == version.meta.get("fingerprint")
+        fresh = info is not None and info.get("fingerprint") == version.meta.get("fingerprint")
         if fresh and info and lineages.parse_time(info["retry_after"]) > now:
             return
+        kept = dict(info) if fresh and info else {}
+        record: dict[str, object] = {**kept, "fingerprint": version.meta["fingerprint"]}
         try:
             account = self._connect()
             if not account.client.has("renewalInfo"):
-                return
-            window = account.client.renewal_window(x509.load_pem_x509_certificate(version.cert_pem))
+                record.update(
+                    offered=False, retry_after=_ask_again(now + NO_ARI_RECHECK, version, now)
+                )
+            else:
+                leaf = x509.load_pem_x509_certificate(version.cert_pem)
+                window = account.client.renewal_window(leaf)
+                record.update(
+                    offered=True,
+                    start=window.start.isoformat(),
+                    end=window.end.isoformat(),
+                    retry_after=_ask_again(window.retry_after, version, now),
+                    explanation_url=window.explanation_url,
+                    error=None,
+                )
+                if window.explanation_url:
+                    logger.info("%s: the CA explains its renewal window at %s",
+                                lineage.name, window.explanation_url)  # fmt: skip
         except AcmeError as error:
+            fallback = "the window known before" if "start" in kept else "the lifetime rule"
             logger.warning(
-                "%s: no renewal information (%s); using the lifetime rule", lineage.name, error
+                "%s: no renewal information (%s); using %s", lineage.name, error, fallback
             )
-            return
-        if window.explanation_url:
-            logger.info(
-                "%s: the CA explains its renewal window at %s", lineage.name, window.explanation_url
+            record.update(
+                error=str(error), retry_after=_ask_again(now + ARI_ERROR_RECHECK, version, now)
             )
-        if self.dry_run:
-            return
-        lineage.save_renewal_info(
-            {
-                "fingerprint": version.meta["fingerprint"],
-                "start": window.start.isoformat(),
-                "end": window.end.isoformat(),
-                "retry_after": _ask_again(window.retry_after, version, now).isoformat(),
-                "explanation_url": window.explanation_url,
-                "fetched": now.isoformat(),
-            }
-        )
+        record.update(fetched=now.isoformat(), retry_after=_iso(record["retry_after"]))
+        if not self.dry_run:
+            lineage.save_renewal_info(record)
 
     def _connect(self, *, register: bool = False) -> Account:
         if self._account is None or register:
@@ -422,6 +431,14 @@ class Pass:
             # Fixed once per version, so the moment inside an ARI window stays put across runs.
             "jitter": round(self.rng.random(), 6),
         }
+
+
+NO_ARI_RECHECK = dt.timedelta(hours=24)
+ARI_ERROR_RECHECK = dt.timedelta(hours=1)
+
+
+def _iso(moment: object) -> str:
+    return moment.isoformat() if isinstance(moment, dt.datetime) else str(moment)
 
 
 def _ask_again(retry_after: dt.datetime, version: StoredVersion, now: dt.datetime) -> dt.datetime:

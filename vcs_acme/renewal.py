@@ -111,7 +111,9 @@ def _day(validity: Validity) -> str:
 
 
 def _stamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    # Seconds only where they matter: short-lived certificates and windows of minutes.
+    form = "%Y-%m-%d %H:%M UTC" if moment.second == 0 else "%Y-%m-%d %H:%M:%S UTC"
+    return moment.astimezone(dt.UTC).strftime(form)
 
 
 def human(span: dt.timedelta) -> str:

@@ -68,6 +68,7 @@ def test_a_transient_device_fault_is_retried_with_growing_delays(
             clock.offset += state.next_try - clock()  # the daemon would wake up then
 
         assert [d.state for d in result.devices] == ["failed"]
+        assert state is not None
         assert state.attempts == 4
         assert 45 < delays[0] < 75
         assert all(later > earlier * 1.3 for earlier, later in itertools.pairwise(delays))

@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_deploy(commands)
     _add_status(commands)
     _add_check(commands)
+    _add_history(commands)
     return parser
 
 
@@ -160,6 +161,19 @@ def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.set_defaults(handler=_check)
 
 
+def _add_history(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    recorded = commands.add_parser(
+        "history",
+        help="list past renewal attempts and deployments, newest first",
+        description="List what the agent did, newest first: every renewal attempt, device "
+        "check and deployment, with its outcome and reason. Reads the state folder only.",
+    )
+    recorded.add_argument("names", nargs="*", metavar="NAME", help="only these certificates")
+    recorded.add_argument("--limit", type=int, default=50, help="how many entries (default 50)")
+    recorded.add_argument("--json", action="store_true", help="print JSON for scripts")
+    recorded.set_defaults(handler=_history)
+
+
 def _selected(settings: Settings, names: Sequence[str]) -> list[CertificateSettings]:
     if not names:
         return list(settings.certificates)
@@ -214,6 +228,17 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"certificates": rows}, indent=2))
     else:
         print(status_table(rows))
+    return EXIT_OK
+
+
+def _history(args: argparse.Namespace, settings: Settings) -> int:
+    from vcs_acme.report import history_rows, history_table
+
+    _selected(settings, args.names)  # unknown names are a usage error
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    rows = history_rows(settings, args.names, args.limit)
+    print(json.dumps({"entries": rows}, indent=2) if args.json else history_table(rows))
     return EXIT_OK
 
 

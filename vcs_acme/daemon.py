@@ -24,16 +24,14 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from vcs_acme import config as config_module
-from vcs_acme import lineages, retry
+from vcs_acme import schedule
 from vcs_acme.config import CertificateSettings, Settings
-from vcs_acme.deploy import in_window
 from vcs_acme.errors import ConfigError
 from vcs_acme.issuance.http01 import Responders
 from vcs_acme.pipeline import Pass, Result, utc_now
@@ -75,44 +73,8 @@ class Daemon:
 
     def next_run(self, certificate: CertificateSettings) -> dt.datetime | None:
         """The next moment this certificate needs attention, from the state folder alone."""
-        now = self.clock()
         lineage = Store(self.settings.state_dir).lineage(certificate.name)
-        held = lineage.retry()
-        identity = lineages.identity(self.settings, certificate)
-        if retry.blocked(held, identity):
-            return None  # a person must act: configuration change or renew --force
-        if held is not None and held.next_try is not None and held.identity == identity:
-            return max(now, held.next_try)
-        view = lineages.view(certificate, lineage, now)
-        moments = [view.decision.at]
-        info = lineage.renewal_info()
-        if view.version and info and info.get("fingerprint") == view.version.meta["fingerprint"]:
-            moments.append(lineages.parse_time(info["retry_after"]))  # re-ask ARI then
-        elif view.version:
-            moments.append(now)  # a new version: ask the CA's renewal information now
-        moments += self._window_openings(certificate, lineage, now)
-        return max(now, min(moments))
-
-    def _window_openings(
-        self, certificate: CertificateSettings, lineage: Any, now: dt.datetime
-    ) -> list[dt.datetime]:
-        """When devices waiting for a maintenance window may next be restarted."""
-        from apscheduler.triggers.cron import CronTrigger
-
-        openings = []
-        for name in certificate.devices:
-            state = lineage.device_state(name) or {}
-            device = self.settings.device(name)
-            if state.get("state") != "pending-restart" or device.restart.mode != "window":
-                continue
-            if in_window(device.restart, now):
-                openings.append(now)
-                continue
-            trigger = CronTrigger.from_crontab(str(device.restart.window))
-            opening = trigger.get_next_fire_time(None, now.astimezone())
-            if opening is not None:
-                openings.append(opening.astimezone(dt.UTC))
-        return openings
+        return schedule.next_run(self.settings, certificate, lineage, self.clock())
 
     def schedule_all(self) -> None:
         wanted = {c.name for c in self.settings.certificates}

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from vcs_acme import lineages, pki, retry
+from vcs_acme import history, lineages, pki, retry
 from vcs_acme.config import CertificateSettings, Settings
 from vcs_acme.deploy import Deployer, DeviceOutcome, open_access
 from vcs_acme.devices.access import DeviceError
-from vcs_acme.errors import AcmeError, LockedError, ProblemError, VcsAcmeError
+from vcs_acme.errors import AcmeError, LockedError, ProblemError, StoreError, VcsAcmeError
 from vcs_acme.issuance.account import Account, open_account
 from vcs_acme.issuance.http01 import Responders
 from vcs_acme.issuance.order import OrderRequest, place_order
@@ -84,6 +84,7 @@ class Pass:
         self.store = Store(self.settings.state_dir)
         self._account: Account | None = None
         self._responders = self.responders or Responders()
+        self._history: history.History | None = None
         self.deployer = Deployer(self.settings, clock=self.clock)
 
     def run(self, certificates: list[CertificateSettings]) -> list[Result]:
@@ -97,11 +98,17 @@ class Pass:
     def _close(self) -> None:
         if self.responders is None:  # ours, not the daemon's shared ones
             self._responders.close()
+        if self._history is not None:
+            self._history.close()
+            self._history = None
 
     def check_devices(self, certificate: CertificateSettings) -> Result:
         """Look for drift and unfinished deploys of the current version (no issuance)."""
         self.store.ensure()
-        return self._one(certificate, self._check_devices)
+        try:
+            return self._one(certificate, self._check_devices)
+        finally:
+            self._close()
 
     def _check_devices(self, certificate: CertificateSettings, lineage: Lineage) -> Result:
         version = lineage.current()
@@ -122,7 +129,10 @@ class Pass:
     def deploy(self, certificates: list[CertificateSettings]) -> list[Result]:
         """Deploy each certificate's current version again (``vcs-acme deploy``)."""
         self.store.ensure()
-        return [self._one(certificate, self._redeploy) for certificate in certificates]
+        try:
+            return [self._one(certificate, self._redeploy) for certificate in certificates]
+        finally:
+            self._close()
 
     def _redeploy(self, certificate: CertificateSettings, lineage: Lineage) -> Result:
         version = lineage.current()
@@ -139,6 +149,7 @@ class Pass:
         work: Callable[[CertificateSettings, Lineage], Result] | None = None,
     ) -> Result:
         started = time.monotonic()
+        started_at = self.clock()
         lineage = self.store.lineage(certificate.name)
         try:
             with lineage.lock(create=not self.dry_run):
@@ -154,7 +165,53 @@ class Pass:
         )
         if not self.dry_run and not idle and not isinstance(result.error, LockedError):
             self._remember(certificate, lineage, result)
+            self._record(result, lineage, started_at, "check" if work == self._check_devices
+                         else "deploy" if work == self._redeploy else "renewal")  # fmt: skip
         return result
+
+    def _record(
+        self, result: Result, lineage: Lineage, started_at: dt.datetime, kind: history.Kind
+    ) -> None:
+        """Add the pass to the history; a history that cannot be written never stops work."""
+        state = lineage.retry()
+        finished = self.clock()
+        entries = [
+            history.Entry(
+                started_at=started_at,
+                finished_at=finished,
+                certificate=result.name,
+                kind=kind,
+                outcome=result.outcome,
+                reason=result.reason,
+                version=result.version,
+                duration_seconds=result.seconds,
+                attempt_number=state.attempts if state else 1,
+                transient=None if state is None else not state.permanent,
+                next_try=state.next_try if state else None,
+            )
+        ]
+        entries += [
+            history.Entry(
+                started_at=started_at,
+                finished_at=finished,
+                certificate=result.name,
+                kind="deploy",
+                device=device.device,
+                outcome=device.state,
+                reason=device.error or "",
+                version=device.version,
+                duration_seconds=0.0,
+                transient=device.transient if device.state == "failed" else None,
+            )
+            for device in result.devices
+        ]
+        try:
+            if self._history is None:
+                self._history = history.History.open(self.settings.state_dir)
+            for entry in entries:
+                self._history.record(entry)
+        except StoreError as error:
+            logger.warning("history not written: %s", error)
 
     def _remember(self, certificate: CertificateSettings, lineage: Lineage, result: Result) -> None:
         """Keep the retry state: cleared on success, counted up on failure."""

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from vcs_acme import lineages
-from vcs_acme.config import Settings
+from vcs_acme import history, lineages, schedule
+from vcs_acme.config import CertificateSettings, Settings
 from vcs_acme.deploy import DeviceOutcome
 from vcs_acme.pipeline import Result, utc_now
 from vcs_acme.store import Lineage, Store
@@ -63,9 +63,11 @@ def status_rows(settings: Settings, now: dt.datetime | None = None) -> list[dict
     """Per certificate: name, domains, version, not_after, days_left, next_renewal, reason."""
     now = now or utc_now()
     store = Store(settings.state_dir)
+    recorded = _history(settings)
     rows = []
     for certificate in settings.certificates:
-        view = lineages.view(certificate, store.lineage(certificate.name), now)
+        lineage = store.lineage(certificate.name)
+        view = lineages.view(certificate, lineage, now)
         validity = lineages.validity_of(view.version)
         rows.append(
             {
@@ -79,10 +81,44 @@ def status_rows(settings: Settings, now: dt.datetime | None = None) -> list[dict
                 "next_renewal": view.decision.at.isoformat(timespec="seconds"),
                 "due": view.decision.due,
                 "reason": view.decision.reason,
-                "devices": _device_rows(certificate.devices, store.lineage(certificate.name)),
+                "devices": _device_rows(certificate.devices, lineage),
+                **_run_state(settings, certificate, lineage, now, recorded),
             }
         )
+    if recorded is not None:
+        recorded.close()
     return rows
+
+
+def _history(settings: Settings) -> history.History | None:
+    """The history, if there is one: ``status`` creates nothing."""
+    path = settings.state_dir / history.FILE_NAME
+    return history.History(path) if path.exists() else None
+
+
+def _run_state(
+    settings: Settings,
+    certificate: CertificateSettings,
+    lineage: Lineage,
+    now: dt.datetime,
+    recorded: history.History | None,
+) -> dict[str, Any]:
+    moment = schedule.next_run(settings, certificate, lineage, now)
+    last = recorded.last(certificate.name) if recorded else None
+    held = lineage.retry()
+    return {
+        "next_run": moment.isoformat(timespec="seconds") if moment else None,
+        "last_outcome": last.outcome if last else None,
+        "last_attempt": last.started_at.isoformat(timespec="seconds") if last else None,
+        "retry": None
+        if held is None
+        else {
+            "attempts": held.attempts,
+            "permanent": held.permanent,
+            "next_try": held.next_try.isoformat(timespec="seconds") if held.next_try else None,
+            "last_error": held.last_error,
+        },
+    }
 
 
 def _device_rows(names: Sequence[str], lineage: Lineage) -> list[dict[str, Any]]:
@@ -128,7 +164,21 @@ def status_table(rows: list[dict[str, Any]]) -> str:
     devices = [_device_status(row["name"], d) for row in rows for d in row["devices"]]
     if devices:
         text += ["", "DEVICES", *devices]
+    runs = [_run_line(row) for row in rows]
+    text += ["", "RUNS", *runs]
     return "\n".join(text)
+
+
+def _run_line(row: dict[str, Any]) -> str:
+    line = f"{row['name']}: next run {_short(row['next_run']) if row['next_run'] else 'none'}"
+    if row["last_outcome"]:
+        line += f"; last {row['last_outcome']} at {_short(row['last_attempt'])}"
+    retry = row["retry"]
+    if retry and retry["permanent"]:
+        line += f"; HELD after {retry['attempts']} failure(s): {retry['last_error']}"
+    elif retry:
+        line += f"; retry {retry['attempts']} at {_short(retry['next_try'])}: {retry['last_error']}"
+    return line
 
 
 def _device_status(certificate: str, device: dict[str, Any]) -> str:
@@ -148,3 +198,44 @@ def _short(stamp: str | None) -> str:
     if stamp is None:
         return "-"
     return dt.datetime.fromisoformat(stamp).astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def history_rows(settings: Settings, names: Sequence[str], limit: int) -> list[dict[str, Any]]:
+    recorded = _history(settings)
+    if recorded is None:
+        return []
+    try:
+        wanted: list[str | None] = [*names] or [None]
+        found = [entry for name in wanted for entry in recorded.entries(name, limit)]
+    finally:
+        recorded.close()
+    found.sort(key=lambda e: e.started_at, reverse=True)
+    return [
+        {
+            "time": e.started_at.isoformat(timespec="seconds"),
+            "certificate": e.certificate,
+            "kind": e.kind,
+            "device": e.device,
+            "outcome": e.outcome,
+            "version": e.version,
+            "seconds": round(e.duration_seconds, 3),
+            "attempt": e.attempt_number,
+            "next_try": e.next_try.isoformat(timespec="seconds") if e.next_try else None,
+            "reason": e.reason,
+        }
+        for e in found[:limit]
+    ]
+
+
+def history_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no history yet"
+    lines = []
+    for row in rows:
+        who = row["certificate"] + (f" -> {row['device']}" if row["device"] else "")
+        version = f" v{row['version']}" if row["version"] else ""
+        lines.append(
+            f"{_short(row['time'])}  {row['kind']:<7}  {who}{version}: {row['outcome']}"
+            + (f": {row['reason']}" if row["reason"] else "")
+        )
+    return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -106,3 +107,28 @@ def test_a_permanent_fault_is_not_retried_until_forced(
         held = cli("--config", str(path), "renew")
         assert held.code == 1
         assert "video: HELD: held after a permanent failure" in held.out
+
+
+def test_status_and_history_show_the_retry_state(
+    tmp_path: Path, pebble24: PebbleServer, cli: Cli
+) -> None:
+    with DeviceEmulator("vcs", "X14.3", "admin", PASSWORD) as vcs:
+        path = str(settings_for(tmp_path, pebble24, vcs))
+        vcs.fail_next_requests(1000, status=500)
+        assert cli("--config", path, "renew").code == 1
+
+        status = json.loads(cli("--config", path, "status", "--json").out)["certificates"][0]
+        recorded = json.loads(cli("--config", path, "history", "--json").out)["entries"]
+        table = cli("--config", path, "status").out
+
+    assert status["retry"]["attempts"] == 1
+    assert status["retry"]["permanent"] is False
+    assert status["next_run"] == status["retry"]["next_try"]
+    assert status["last_outcome"] == "renewed"
+    # Both recorded at the end of the same pass: the device's outcome is listed first.
+    assert [(e["kind"], e["device"], e["outcome"]) for e in recorded] == [
+        ("deploy", "vcs-1", "failed"),
+        ("renewal", None, "renewed"),
+    ]
+    assert "video: next run" in table
+    assert "retry 1 at" in table

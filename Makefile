@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := .cache/tools/.installed
 
-.PHONY: demo test lint format tools bench clean
+.PHONY: demo test lint format tools bench bench-idle clean
 
 $(STAMP): pyproject.toml
 	tests/tools/install-system.sh
@@ -37,6 +37,9 @@ test: lint $(TOOLS_STAMP)
 
 bench: $(STAMP) $(TOOLS_STAMP)
 	PYTHONPATH=tests $(BIN)/python -m bench.renew_vs_certbot
+
+bench-idle: $(STAMP) $(TOOLS_STAMP)
+	PYTHONPATH=tests $(BIN)/python -m bench.daemon_idle
 
 clean:
 	rm -rf $(VENV) .cache state .mypy_cache .ruff_cache .pytest_cache

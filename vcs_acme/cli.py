@@ -109,6 +109,7 @@ def _add_renew(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "  vcs-acme renew --dry-run",
     )
     renew.add_argument("names", nargs="*", metavar="NAME", help="only these certificates")
+    renew.add_argument("--json", action="store_true", help="print one JSON document at the end")
     renew.add_argument("--force", action="store_true", help="renew even when not due")
     renew.add_argument(
         "--dry-run",
@@ -133,6 +134,7 @@ def _add_deploy(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         epilog="examples:\n  vcs-acme deploy\n  vcs-acme deploy expressway-e --device exp-e-2",
     )
     deploy.add_argument("names", nargs="*", metavar="NAME", help="only these certificates")
+    deploy.add_argument("--json", action="store_true", help="print one JSON document at the end")
     deploy.add_argument(
         "--device", action="append", default=[], metavar="D", help="only this device (repeatable)"
     )
@@ -196,17 +198,19 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
 def _renew(args: argparse.Namespace, settings: Settings) -> int:
     from vcs_acme.pipeline import Pass
-    from vcs_acme.report import print_results
+    from vcs_acme.report import Progress
 
     certificates = _selected(settings, args.names)
-    results = Pass(settings, force=args.force, dry_run=args.dry_run).run(certificates)
-    print_results(results, dry_run=args.dry_run)
+    work = Pass(settings, force=args.force, dry_run=args.dry_run)
+    progress = Progress(len(certificates), as_json=args.json, dry_run=args.dry_run)
+    results = [progress.show(work.run([certificate])[0]) for certificate in certificates]
+    progress.finish(results)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 
 def _deploy(args: argparse.Namespace, settings: Settings) -> int:
     from vcs_acme.pipeline import Pass
-    from vcs_acme.report import print_results
+    from vcs_acme.report import Progress
 
     certificates = _selected(settings, args.names)
     known = {d.name for d in settings.devices}
@@ -215,8 +219,10 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"no device named {', '.join(unknown)} in {settings.source}")
     if args.device:
         certificates = [c for c in certificates if set(c.devices) & set(args.device)]
-    results = Pass(settings, only_devices=tuple(args.device)).deploy(certificates)
-    print_results(results, dry_run=False)
+    work = Pass(settings, only_devices=tuple(args.device))
+    progress = Progress(len(certificates), as_json=args.json)
+    results = [progress.show(work.deploy([certificate])[0]) for certificate in certificates]
+    progress.finish(results)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 
 

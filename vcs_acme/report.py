@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -29,15 +30,53 @@ def result_lines(result: Result) -> list[str]:
     return [_result_line(result), *("  " + _device_line(d) for d in result.devices)]
 
 
-def print_results(results: Sequence[Result], *, dry_run: bool) -> None:
-    for result in results:
-        for line in result_lines(result):
-            print(line)
-    failed = sum(1 for r in results if not r.ok)
-    renewed = sum(1 for r in results if r.outcome in ("renewed", "checked"))
-    verb = "obtained (dry run, nothing stored)" if dry_run else "renewed"
-    summary = f"{len(results)} certificate(s): {renewed} {verb}, {failed} failed"
-    print(summary, file=sys.stderr if failed else sys.stdout)
+class Progress:
+    """What ``renew`` and ``deploy`` print as each certificate finishes.
+
+    On a terminal each line is numbered (``[2/7]``) so a long run shows how far it is; to
+    a pipe or a file the same lines come without numbers, one per certificate and device,
+    then the summary. ``--json`` prints one document at the end instead.
+    """
+
+    def __init__(self, total: int, *, as_json: bool, dry_run: bool = False) -> None:
+        self.total = total
+        self.as_json = as_json
+        self.dry_run = dry_run
+        self.done = 0
+        self.terminal = sys.stdout.isatty()
+
+    def show(self, result: Result) -> Result:
+        self.done += 1
+        if not self.as_json:
+            lines = result_lines(result)
+            if self.terminal:
+                lines[0] = f"[{self.done}/{self.total}] {lines[0]}"
+            print("\n".join(lines), flush=True)
+        return result
+
+    def finish(self, results: Sequence[Result]) -> None:
+        if self.as_json:
+            print(json.dumps({"certificates": [result_json(r) for r in results]}, indent=2))
+            return
+        failed = sum(1 for r in results if not r.ok)
+        renewed = sum(1 for r in results if r.outcome in ("renewed", "checked"))
+        verb = "obtained (dry run, nothing stored)" if self.dry_run else "renewed"
+        summary = f"{len(results)} certificate(s): {renewed} {verb}, {failed} failed"
+        print(summary, file=sys.stderr if failed else sys.stdout)
+
+
+def result_json(result: Result) -> dict[str, Any]:
+    return {
+        "name": result.name,
+        "outcome": result.outcome,
+        "ok": result.ok,
+        "reason": result.reason,
+        "version": result.version,
+        "not_after": result.not_after.isoformat() if result.not_after else None,
+        "fingerprint": result.fingerprint,
+        "seconds": round(result.seconds, 3),
+        "devices": [d.to_json() for d in result.devices],
+    }
 
 
 def _device_line(device: DeviceOutcome) -> str:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -333,3 +334,43 @@ def test_unknown_account_at_the_ca_is_registered_again(
             result = cli("--config", str(config.write()), "renew", "--force")
             assert result.code == 0, result.out
     assert "no longer knows the stored account" in caplog.text
+
+
+def test_renew_reports_as_json(config: ConfigFile, pebble: PebbleServer, cli: Cli) -> None:
+    config.certificate("a", ["a.example.com"], key_type="ec256", challenge=http01(pebble))
+    config.certificate("b", ["b.example.com"], key_type="ec256", challenge=http01(pebble))
+
+    result = cli("--config", str(config.write()), "renew", "--json")
+
+    document = json.loads(result.out)
+    assert [(c["name"], c["outcome"], c["ok"]) for c in document["certificates"]] == [
+        ("a", "renewed", True),
+        ("b", "renewed", True),
+    ]
+    assert document["certificates"][0]["fingerprint"] == current(config, "a")["fingerprint"]
+
+
+def test_progress_is_numbered_on_a_terminal_only(config: ConfigFile, pebble: PebbleServer) -> None:
+    config.certificate("a", ["a.example.com"], key_type="ec256", challenge=http01(pebble))
+    config.certificate("b", ["b.example.com"], key_type="ec256", challenge=http01(pebble))
+    command = [sys.executable, "-m", "vcs_acme", "--config", str(config.write()), "renew"]
+    leader, follower = pty.openpty()
+    with subprocess.Popen(command, stdout=follower, stderr=subprocess.DEVNULL) as process:
+        os.close(follower)
+        assert process.wait(60) == 0
+        terminal = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break  # the terminal's other side has closed
+            if not chunk:
+                break
+            terminal += chunk
+    os.close(leader)
+    piped = subprocess.run(command, capture_output=True, text=True, check=False)
+
+    lines = terminal.decode().splitlines()
+    assert lines[0].startswith("[1/2] a: renewed: version 1")
+    assert lines[1].startswith("[2/2] b: renewed: version 1")
+    assert piped.stdout.splitlines()[0].startswith("a: not due:")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 
 import requests
 
 from vcs_acme.config import Settings
 from vcs_acme.issuance.network import USER_AGENT
+from vcs_acme.preflight_devices import device_lines
 
 OK, FAIL, INFO = "ok", "FAIL", "info"
 
@@ -21,9 +23,12 @@ def run_checks(settings: Settings) -> bool:
     _line(OK, "configuration", f"{settings.source} ({len(settings.certificates)} certificate(s))")
     passed = _check_state(settings)
     directory = _fetch_directory(settings)
-    if directory is None:
-        return False
-    return _check_offer(settings, directory) and passed
+    if directory is None or not _check_offer(settings, directory):
+        passed = False
+    for line in device_lines(settings, dt.datetime.now(dt.UTC)):
+        _line(line.status, line.what, line.detail)
+        passed = passed and line.status != FAIL
+    return passed
 
 
 def _check_state(settings: Settings) -> bool:

@@ -340,3 +340,38 @@ def test_the_folder_way_in_writes_the_bundle_and_runs_the_command(
     assert load_certificates((folder / "trusted-ca.pem").read_bytes())
     assert record.read_text().split() == ["manual", current_fingerprint(config, "video")]
     assert "device manual: pending-restart" in result.out
+
+
+def test_check_tests_devices_and_forecasts_what_they_accept(
+    tmp_path: Path, pebble: PebbleServer, cli: Cli, password_file: Path
+) -> None:
+    config = configure(tmp_path, pebble)  # Pebble 2.10: serverAuth-only certificates
+    with (
+        DeviceEmulator("expressway-c", "X14.3.1", "admin", PASSWORD) as expc,
+        DeviceEmulator("expressway-e", "X15.5", "admin", PASSWORD) as expe,
+        DeviceEmulator("vcs", "X14.3", "admin", "another password") as vcs,
+    ):
+        config.devices = [
+            device_entry("exp-c", expc, tmp_path, password_file),
+            device_entry("exp-e", expe, tmp_path, password_file, release="X15.5"),
+            device_entry("vcs", vcs, tmp_path, password_file),
+        ]
+        config.certificate("video", ["exp.example.com"], challenge=http01(pebble),
+                           devices=["exp-c", "exp-e"])  # fmt: skip
+        path = str(config.write())
+        assert cli("--config", path, "renew").code == 1  # refused on the Expressway-C
+        uploads_before = len(uploads(expc)) + len(uploads(expe))
+
+        result = cli("--config", path, "check")
+
+    assert result.code == 1
+    lines = result.out.splitlines()
+    assert "[  ok] device exp-c: reachable, login accepted, release read from the device, " \
+        "Expressway-C X14.3.1" in lines  # fmt: skip
+    refused = next(x for x in lines if x.startswith("[FAIL] device exp-c <- video"))
+    assert "would be refused" in refused
+    assert "clientAuth" in refused
+    assert any(x.startswith("[  ok] device exp-e <- video: version 1 would be accepted")
+               for x in lines)  # fmt: skip
+    assert any(x.startswith("[FAIL] device vcs: device vcs: login refused") for x in lines)
+    assert len(uploads(expc)) + len(uploads(expe)) == uploads_before  # check changes nothing

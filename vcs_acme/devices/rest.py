@@ -20,8 +20,8 @@ from vcs_acme.config_devices import DeviceSettings
 from vcs_acme.devices.access import Bundle, DeviceError
 from vcs_acme.devices.tls import (
     DeviceSession,
-    is_trust_failure,
     management_session,
+    send,
 )
 
 logger = logging.getLogger(__name__)
@@ -57,19 +57,7 @@ class RestAccess:
             self._session.auth = (self.device.username, password)
         if method == "POST":
             kwargs["headers"] = {**kwargs.get("headers", {}), **CSRF_HEADER}
-        try:
-            response = self._session.request(method, self._base + path, **kwargs)
-        except requests.exceptions.SSLError as error:
-            if not is_trust_failure(error):
-                raise self._fail(
-                    f"{method} {path}: TLS handshake cut off", transient=True
-                ) from None
-            raise self._fail(f"TLS to {self._base} not trusted ({error}); check tls_ca_file or "
-                             "tls_fingerprint") from None  # fmt: skip
-        except requests.RequestException as error:
-            raise self._fail(
-                f"{method} {path} failed: {type(error).__name__}", transient=True
-            ) from None
+        response = send(self._session, self.device.name, method, self._base + path, **kwargs)
         return self._checked(method, path, response)
 
     def _checked(self, method: str, path: str, response: requests.Response) -> requests.Response:

@@ -22,11 +22,13 @@ import socket
 import ssl
 from collections.abc import Collection
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from vcs_acme.config_devices import DeviceSettings
+from vcs_acme.devices.access import DeviceError
 
 logger = logging.getLogger(__name__)
 
@@ -147,3 +149,28 @@ def _pin_for(device: DeviceSettings, known: Collection[str]) -> str | None:
     if device.tls.fingerprint is not None:
         return device.tls.fingerprint
     return None
+
+
+def send(
+    session: requests.Session, device: str, method: str, url: str, **kwargs: Any
+) -> requests.Response:
+    """One request to a device's management interface, its failures as ``DeviceError``.
+
+    Distrust is permanent (the configuration must change); a cut handshake, a refused or
+    timed-out connection are transient. HTTP status codes are the caller's to judge.
+    """
+    path = urlsplit(url).path or "/"
+    try:
+        return session.request(method, url, **kwargs)
+    except requests.exceptions.SSLError as error:
+        if not is_trust_failure(error):
+            raise DeviceError(
+                device, f"{method} {path}: TLS handshake cut off", transient=True
+            ) from None
+        raise DeviceError(
+            device, f"TLS to {url} not trusted ({error}); check tls_ca_file or tls_fingerprint"
+        ) from None
+    except requests.RequestException as error:
+        raise DeviceError(
+            device, f"{method} {path} failed: {type(error).__name__}", transient=True
+        ) from None

@@ -18,7 +18,7 @@ from vcs_acme import pki
 from vcs_acme.config_devices import DeviceSettings
 from vcs_acme.devices import forms
 from vcs_acme.devices.access import Bundle, DeviceError
-from vcs_acme.devices.tls import is_trust_failure, management_session
+from vcs_acme.devices.tls import management_session, send
 
 logger = logging.getLogger(__name__)
 
@@ -56,19 +56,7 @@ class WebAccess:
     def _raw(
         self, session: requests.Session, method: str, path: str, **kwargs: object
     ) -> requests.Response:
-        try:
-            response = session.request(method, self._url(path), **kwargs)  # type: ignore[arg-type]
-        except requests.exceptions.SSLError as error:
-            if not is_trust_failure(error):
-                raise self._fail(
-                    f"{method} {path}: TLS handshake cut off", transient=True
-                ) from None
-            raise self._fail(f"TLS to {self._base} not trusted ({error}); check tls_ca_file or "
-                             "tls_fingerprint") from None  # fmt: skip
-        except requests.RequestException as error:
-            raise self._fail(
-                f"{method} {path} failed: {type(error).__name__}", transient=True
-            ) from None
+        response = send(session, self.device.name, method, self._url(path), **kwargs)
         if response.status_code >= 500:
             raise self._fail(f"{method} {path}: HTTP {response.status_code}", transient=True)
         if response.status_code >= 400:

@@ -3,12 +3,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SYSTEM_STAMP := .cache/.system-installed
 TOOLS_STAMP := .cache/tools/.installed
 
 .PHONY: demo test lint format tools bench bench-idle clean
 
-$(STAMP): pyproject.toml
+$(SYSTEM_STAMP): tests/tools/install-system.sh
 	tests/tools/install-system.sh
+	mkdir -p .cache && touch $@
+
+$(STAMP): pyproject.toml $(SYSTEM_STAMP)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

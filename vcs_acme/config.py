@@ -6,6 +6,9 @@ down never sees raw TOML. ``config/example.toml`` documents every key.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import os
 import re
 import tomllib
@@ -28,7 +31,9 @@ DIRECTORY_SHORTCUTS = {
 }
 KEY_TYPES = ("rsa2048", "rsa3072", "rsa4096", "ec256", "ec384")
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
-CHALLENGE_TYPES = ("http-01",)
+CHALLENGE_TYPES = ("http-01", "dns-01")
+DNS_PROVIDERS = ("rfc2136", "hook")
+TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -59,12 +64,48 @@ class AcmeSettings:
 
 
 @dataclass(frozen=True)
+class TsigSettings:
+    """The TSIG key (RFC 8945) that signs dynamic updates."""
+
+    name: str
+    algorithm: str
+    secret: Secret  # base64, as in the server's key statement
+
+
+@dataclass(frozen=True)
+class DnsSettings:
+    """How DNS-01 records are published, found and waited for (see docs/dns-01.md)."""
+
+    provider: str  # "rfc2136" or "hook"
+    resolver: tuple[str, int] | None  # lookups; None: the system's resolver
+    server: tuple[str, int] | None  # where updates go; None: the zone's primary (SOA MNAME)
+    zone: str | None  # None: found by SOA lookup
+    tsig: TsigSettings | None
+    command: tuple[str, ...]  # the hook provider's command
+    command_timeout_seconds: float = 60.0
+    nameserver_port: int = 53  # where the zone's name servers are asked for propagation
+    propagation_timeout_seconds: float = 120.0
+    query_timeout_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class ChallengeSettings:
-    """How the names of a certificate are proven. Only HTTP-01 for now."""
+    """How the names of a certificate are proven: ``type`` for every name but those listed."""
 
     type: str
     listen_host: str
     listen_port: int
+    http_names: tuple[str, ...] = ()  # proven by HTTP-01 whatever type says
+    dns_names: tuple[str, ...] = ()  # proven by DNS-01 whatever type says
+    dns: DnsSettings | None = None  # set when any name is proven by DNS-01
+
+    def type_for(self, name: str) -> str:
+        """The challenge type that proves one of the certificate's names."""
+        if name in self.http_names:
+            return "http-01"
+        if name in self.dns_names:
+            return "dns-01"
+        return self.type
 
 
 @dataclass(frozen=True)
@@ -277,8 +318,161 @@ def _challenge(table: Table) -> ChallengeSettings:
     listen = challenge.string("listen", what='"host:port" (host may be empty: ":80")') or ":80"
     challenge.convert("listen", listen, _check_listen)
     host, port = _split_listen(listen)
+    # The certificate's domains are checked before its challenge table is read.
+    domains: list[str] = table.data["domains"]
+    http_names = _challenge_names(challenge, "http_names", domains, ())
+    dns_names = _challenge_names(challenge, "dns_names", domains, http_names)
+    plan = ChallengeSettings(kind, host, port, http_names, dns_names)
+    _check_wildcards(table, plan, domains)
+    dns = None
+    if any(plan.type_for(name) == "dns-01" for name in domains):
+        dns = _dns(challenge)
+    else:
+        _refuse(challenge, _DNS_KEYS, _NO_DNS_NAMES)
     challenge.finish()
-    return ChallengeSettings(kind, host, port)
+    return ChallengeSettings(kind, host, port, http_names, dns_names, dns)
+
+
+def _challenge_names(
+    challenge: Table, key: str, domains: list[str], taken: tuple[str, ...]
+) -> tuple[str, ...]:
+    names = challenge.strings(key) or []
+    for index, name in enumerate(names):
+        if name not in domains:
+            raise challenge.error(f"{key}[{index}]", f'"{name}" is not one of the domains')
+        if name in taken:
+            raise challenge.error(f"{key}[{index}]", f'"{name}" is in http_names too')
+    return tuple(names)
+
+
+def _check_wildcards(table: Table, plan: ChallengeSettings, domains: list[str]) -> None:
+    for index, name in enumerate(domains):
+        if name.startswith("*.") and plan.type_for(name) == "http-01":
+            raise table.error(
+                f"domains[{index}]",
+                f'"{name}" is a wildcard, which only DNS-01 can prove; set challenge.type = '
+                '"dns-01" or list it in challenge.dns_names',
+            )
+
+
+_DNS_KEYS = (
+    "provider",
+    "resolver",
+    "server",
+    "zone",
+    "tsig",
+    "command",
+    "command_timeout_seconds",
+    "nameserver_port",
+    "propagation_timeout_seconds",
+    "query_timeout_seconds",
+)
+_NO_DNS_NAMES = 'no name is proven by DNS-01; set type = "dns-01" or list names in dns_names'
+_DEFAULT_DNS = DnsSettings("rfc2136", None, None, None, None, ())
+
+
+def _refuse(table: Table, keys: tuple[str, ...], reason: str) -> None:
+    for key in keys:
+        if table.has(key):
+            raise table.error(key, reason)
+
+
+def _dns(challenge: Table) -> DnsSettings:
+    provider = challenge.choice("provider", DNS_PROVIDERS, _DEFAULT_DNS.provider)
+    resolver = _dns_address(challenge, "resolver", name_allowed=False)
+    zone = challenge.string("zone", what="a DNS zone name")
+    if zone is not None:
+        zone = challenge.convert("zone", zone.rstrip("."), _check_zone)
+    server: tuple[str, int] | None = None
+    tsig: TsigSettings | None = None
+    command: tuple[str, ...] = ()
+    if provider == "hook":
+        _refuse(challenge, ("server", "tsig"), 'only for provider = "rfc2136"')
+        command = _hook_command(challenge)
+    else:
+        _refuse(challenge, ("command", "command_timeout_seconds"), 'only for provider = "hook"')
+        server = _dns_address(challenge, "server", name_allowed=True)
+        tsig_table = challenge.table("tsig")
+        tsig = _tsig(tsig_table) if tsig_table else None
+    seconds = _seconds(challenge)
+    port = challenge.number("nameserver_port", minimum=1, maximum=65535)
+    if port is not None and port != int(port):
+        raise challenge.error("nameserver_port", f"expected a whole number, got {port}")
+    return DnsSettings(
+        provider, resolver, server, zone, tsig, command,
+        command_timeout_seconds=seconds["command_timeout_seconds"],
+        nameserver_port=int(port or _DEFAULT_DNS.nameserver_port),
+        propagation_timeout_seconds=seconds["propagation_timeout_seconds"],
+        query_timeout_seconds=seconds["query_timeout_seconds"],
+    )  # fmt: skip
+
+
+def _seconds(challenge: Table) -> dict[str, float]:
+    bounds = {
+        "command_timeout_seconds": (1, 3600),
+        "propagation_timeout_seconds": (1, 3600),
+        "query_timeout_seconds": (0.1, 120),
+    }
+    values = {}
+    for key, (low, high) in bounds.items():
+        value = challenge.number(key, minimum=low, maximum=high)
+        values[key] = value if value is not None else float(getattr(_DEFAULT_DNS, key))
+    return values
+
+
+def _hook_command(challenge: Table) -> tuple[str, ...]:
+    command = challenge.strings("command", required=True) or []
+    if not command:
+        raise challenge.error("command", "expected the program and its arguments")
+    return tuple(command)
+
+
+def _tsig(table: Table) -> TsigSettings:
+    name = table.string("name", required=True, what="the key's name, as on the DNS server")
+    assert name is not None
+    algorithm = table.choice("algorithm", TSIG_ALGORITHMS, "hmac-sha256")
+    key = secret(table, "secret")
+    try:
+        base64.b64decode(key.reveal(), validate=True)
+    except binascii.Error:
+        message = f"{key.origin} holds no base64 text, as a key statement's secret does"
+        raise table.error("secret", message) from None
+    table.finish()
+    return TsigSettings(name.rstrip("."), algorithm, key)
+
+
+def _dns_address(challenge: Table, key: str, *, name_allowed: bool) -> tuple[str, int] | None:
+    text = challenge.string(key, what='"host:port"')
+    if text is None:
+        return None
+    try:
+        return _parse_dns_address(text, name_allowed=name_allowed)
+    except ValueError as problem:
+        raise challenge.error(key, str(problem)) from None
+
+
+def _parse_dns_address(text: str, *, name_allowed: bool) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 address; port 53 by default."""
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'expected a port from 1 to 65535, got "{text}"')
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not name_allowed or not all(_LABEL.match(x) for x in host.lower().split(".")):
+            kind = "an IP address or a host name" if name_allowed else "an IP address"
+            raise ValueError(f'expected {kind}, optionally with ":port", got "{text}"') from None
+    return host, int(port)
+
+
+def _check_zone(zone: str) -> None:
+    if zone != zone.lower() or not all(_LABEL.match(x) for x in zone.split(".")):
+        raise ValueError(f'expected a lower-case DNS zone name, got "{zone}"')
 
 
 def _split_listen(text: str) -> tuple[str, int]:

@@ -24,6 +24,7 @@ from vcs_acme.errors import AcmeError, LockedError, ProblemError, StoreError, Vc
 from vcs_acme.issuance.account import Account, open_account
 from vcs_acme.issuance.http01 import Responders
 from vcs_acme.issuance.order import OrderRequest, place_order
+from vcs_acme.issuance.solvers import solvers_for
 from vcs_acme.renewal import Decision
 from vcs_acme.store import Lineage, Store, StoredVersion
 
@@ -369,8 +370,7 @@ class Pass:
         current = lineage.current()
         key, csr_pem = self._key_and_csr(certificate, lineage, current)
         account = self._connect()
-        challenge = certificate.challenge
-        responder = self._responders.get(challenge.listen_host, challenge.listen_port)
+        solvers = solvers_for(certificate.challenge, certificate.domains, self._responders)
         request = OrderRequest(
             names=certificate.domains,
             csr_pem=csr_pem,
@@ -379,7 +379,7 @@ class Pass:
             preferred_chain=certificate.preferred_chain,
         )
         try:
-            outcome = place_order(account.client, request, responder)
+            outcome = place_order(account.client, request, solvers)
         except ProblemError as error:
             if error.code != "accountDoesNotExist":
                 raise
@@ -387,7 +387,7 @@ class Pass:
                 "%s: the CA no longer knows the stored account; registering again", certificate.name
             )
             self._account = account = self._connect(register=True)
-            outcome = place_order(account.client, request, responder)
+            outcome = place_order(account.client, request, solvers)
         parts = pki.split_pem_chain(outcome.fullchain_pem)
         leaf = x509.load_pem_x509_certificate(parts[0])
         _check_leaf(leaf, csr_pem, certificate.domains)

@@ -1,4 +1,8 @@
-"""``vcs-acme check``: what can be known without changing anything."""
+"""``vcs-acme check``: what can be known without changing anything that lasts.
+
+The one change it makes: for each DNS-01 name, a harmless TXT record is added and removed
+again, since the right to update a zone cannot be learnt otherwise.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ import os
 import requests
 
 from vcs_acme.config import Settings
+from vcs_acme.errors import VcsAcmeError
+from vcs_acme.issuance.dns01.probe import probe_update_rights
 from vcs_acme.issuance.network import USER_AGENT
 from vcs_acme.preflight_devices import device_lines
 
@@ -22,6 +28,7 @@ def run_checks(settings: Settings) -> bool:
     """Print one line per check; true when every check passed."""
     _line(OK, "configuration", f"{settings.source} ({len(settings.certificates)} certificate(s))")
     passed = _check_state(settings)
+    passed = _check_dns_updates(settings) and passed
     directory = _fetch_directory(settings)
     if directory is None or not _check_offer(settings, directory):
         passed = False
@@ -39,6 +46,23 @@ def _check_state(settings: Settings) -> bool:
         return True
     _line(FAIL, "state folder", f"{folder} cannot be written by this user")
     return False
+
+
+def _check_dns_updates(settings: Settings) -> bool:
+    """Each DNS-01 name: may its validation record be added and removed?"""
+    passed = True
+    for certificate in settings.certificates:
+        challenge = certificate.challenge
+        for name in certificate.domains:
+            if challenge.type_for(name) != "dns-01" or challenge.dns is None:
+                continue
+            what = f"DNS-01 for {name}"
+            try:
+                _line(OK, what, probe_update_rights(challenge.dns, name))
+            except VcsAcmeError as error:
+                _line(FAIL, what, str(error))
+                passed = False
+    return passed
 
 
 def _fetch_directory(settings: Settings) -> dict[str, object] | None:

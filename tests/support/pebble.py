@@ -8,7 +8,8 @@ unpacks into `.cache/tools/pebble-<version>/usr/bin/`:
   cleared through its management API for DNS-01. All its challenge listeners are turned off.
 - `pebble`, with its ACME API and management API on free loopback ports, served with a TLS
   certificate issued by a throwaway CA generated for this run (neither Debian package ships
-  one). Pebble resolves every name through the DNS server above.
+  one). Pebble resolves every name through the DNS server above, or through a server of the
+  test's own when `PebbleConfig.dns_server` names one (then challtestsrv is not started).
 
 Everything lives in a private temporary folder removed on exit. Pebble's own issuing
 hierarchy is regenerated at every start; fetch it with `roots_pem` and `intermediates_pem`.
@@ -115,6 +116,11 @@ class PebbleConfig:
     chain_length: int = 1
     """Intermediates between leaf and root (PEBBLE_CHAIN_LENGTH); 1 is Pebble's minimum."""
 
+    dns_server: str | None = None
+    """A DNS server of the test's own ("host:port", such as a BIND started by a fixture) that
+    Pebble resolves every name through, instead of pebble-challtestsrv, which is then not
+    started (and `add_txt`/`clear_txt` are unavailable). Pebble 2.10 asks it over TCP."""
+
 
 @dataclass(frozen=True)
 class _ApiCertificate:
@@ -154,7 +160,7 @@ class PebbleServer:
 
         self.directory_url = f"https://{LOOPBACK}:{self.api_port}/dir"
         self.management_url = f"https://{LOOPBACK}:{self.management_port}"
-        self.dns_server = f"{LOOPBACK}:{self.dns_port}"
+        self.dns_server = self.config.dns_server or f"{LOOPBACK}:{self.dns_port}"
         self.dns_management_url = f"http://{LOOPBACK}:{self.dns_management_port}"
 
         self.workdir: Path | None = None
@@ -199,7 +205,8 @@ class PebbleServer:
             self._ca_file = certificate.ca_file
             config_file = self._write_config(certificate)
 
-            self._launch("challtestsrv", [str(challtestsrv), *self._dns_arguments()])
+            if self.config.dns_server is None:
+                self._launch("challtestsrv", [str(challtestsrv), *self._dns_arguments()])
             self._launch(
                 "pebble",
                 [str(pebble), "-config", str(config_file), "-dnsserver", self.dns_server],
@@ -271,13 +278,19 @@ class PebbleServer:
 
     def add_txt(self, name: str, value: str) -> None:
         """Serve a TXT record for `name` from the DNS server (for DNS-01)."""
+        self._require_challtestsrv()
         body = {"host": _fully_qualified(name), "value": value}
         self._post(f"{self.dns_management_url}/set-txt", body, verify=True)
 
     def clear_txt(self, name: str) -> None:
         """Remove every TXT record served for `name`."""
+        self._require_challtestsrv()
         body = {"host": _fully_qualified(name)}
         self._post(f"{self.dns_management_url}/clear-txt", body, verify=True)
+
+    def _require_challtestsrv(self) -> None:
+        if self.config.dns_server is not None:
+            raise PebbleError(f"Pebble resolves through {self.dns_server}; set records there")
 
     def _binaries(self) -> tuple[Path, Path]:
         pebble = self.binary_dir / "pebble"
@@ -372,6 +385,8 @@ class PebbleServer:
             time.sleep(POLL_INTERVAL)
 
     def _dns_answers(self) -> bool:
+        if self.config.dns_server is not None:
+            return True  # the test's own server, ready before Pebble was started
         try:
             response = self._session.get(
                 self.dns_management_url, timeout=REQUEST_TIMEOUT, verify=True

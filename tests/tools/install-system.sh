@@ -3,7 +3,7 @@
 # Run as root (or with sudo available); prints what it would install otherwise.
 set -euo pipefail
 
-packages=(python3 python3-venv python3-pip ca-certificates openssl openssh-server openssh-client systemd)
+packages=(python3 python3-venv python3-pip ca-certificates openssl openssh-server openssh-client systemd bind9 bind9-dnsutils)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -3,16 +3,23 @@
 It serves ``/.well-known/acme-challenge/<token>`` from memory for as long as challenges are
 open. The listen queue is deep because a CA validating a fleet of orders at once opens many
 connections together, and the default queue of five makes the rest wait for a TCP retry.
+One responder per listen address is shared by every order (:class:`Responders`); each
+order's :class:`Http01Solver` adds and removes only its own tokens.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 
+from acme import challenges
+from josepy import jwk
+
 from vcs_acme.errors import AcmeError
+from vcs_acme.issuance.order import OpenChallenge
 
 logger = logging.getLogger(__name__)
 
@@ -130,3 +137,33 @@ class Responders:
             for responder in self._by_address.values():
                 responder.stop()
             self._by_address.clear()
+
+
+class Http01Solver:
+    """Meets HTTP-01 challenges through a shared responder, started only when needed."""
+
+    challenge_type = challenges.HTTP01
+
+    def __init__(self, responder: Callable[[], Http01Responder]) -> None:
+        self._responder = responder
+        self._serving: Http01Responder | None = None
+        self._tokens: list[str] = []
+
+    def publish(self, open_challenges: Sequence[OpenChallenge], account_key: jwk.JWK) -> None:
+        self._serving = self._serving or self._responder()
+        for challenge in open_challenges:
+            chall = challenge.body.chall
+            assert isinstance(chall, challenges.HTTP01)
+            token = chall.encode("token")
+            self._serving.add(token, chall.key_authorization(account_key))
+            self._tokens.append(token)
+        logger.debug("HTTP-01: serving %d token(s)", len(open_challenges))
+
+    def await_visible(self, deadline: float) -> None:
+        del deadline  # served from memory: visible the moment it is added
+
+    def withdraw(self) -> None:
+        if self._serving is not None:
+            for token in self._tokens:
+                self._serving.remove(token)
+        self._tokens.clear()

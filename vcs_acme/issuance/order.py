@@ -1,22 +1,30 @@
 """One order from start to certificate (RFC 8555 section 7.4).
 
-new order → publish every challenge → answer them together → wait for the authorizations →
-finalize → download the certificate and its alternate chains → choose a chain. Challenges
-are withdrawn from the responder whatever happens.
+new order → publish every challenge → wait until all are visible → answer them together →
+wait for the authorizations → finalize → download the certificate and its alternate chains
+→ choose a chain.
+
+Each name is proven by the :class:`Solver` the caller maps it to. All of a solver's
+challenges are published at once and waited for once, so a certificate with many DNS-01
+names costs one propagation wait. Whatever happens, each solver withdraws exactly what it
+published; and when proving fails, the authorizations still pending are deactivated
+(section 7.5.2), so that no order stays open at the CA.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from acme import challenges, messages
+from josepy import jwk
 
 from vcs_acme.errors import AcmeError, ProblemError
 from vcs_acme.issuance.chains import choose_chain
 from vcs_acme.issuance.client import AcmeClient, replaces_rejected
-from vcs_acme.issuance.http01 import Http01Responder
 from vcs_acme.issuance.problems import translated
 
 logger = logging.getLogger(__name__)
@@ -34,6 +42,29 @@ class OrderRequest:
 
 
 @dataclass(frozen=True)
+class OpenChallenge:
+    """A challenge to be met for one identifier of the order."""
+
+    identifier: str  # as the CA names it: without the "*." of a wildcard
+    body: messages.ChallengeBody
+
+
+class Solver(Protocol):
+    """Puts challenge responses where the CA looks, and takes them away again."""
+
+    challenge_type: type[challenges.KeyAuthorizationChallenge]
+
+    def publish(self, open_challenges: Sequence[OpenChallenge], account_key: jwk.JWK) -> None:
+        """Put every response in place; what was published is withdrawn later even on error."""
+
+    def await_visible(self, deadline: float) -> None:
+        """Return once the CA can see every published response (monotonic deadline)."""
+
+    def withdraw(self) -> None:
+        """Remove exactly what was published; never raise."""
+
+
+@dataclass(frozen=True)
 class OrderOutcome:
     fullchain_pem: bytes
     chain_matched: bool
@@ -47,26 +78,30 @@ class OrderOutcome:
 def place_order(
     client: AcmeClient,
     request: OrderRequest,
-    responder: Http01Responder,
+    solvers: Mapping[str, Solver],
     *,
     timeout: float = ORDER_TIMEOUT_SECONDS,
 ) -> OrderOutcome:
-    """Run one order to its certificate; raise :class:`AcmeError` with the CA's reason."""
+    """Run one order to its certificate; raise :class:`AcmeError` with the CA's reason.
+
+    ``solvers`` maps every name of the request (as configured, wildcards with their "*.")
+    to the solver that proves it.
+    """
     deadline = time.monotonic() + timeout
     _check_profile(client, request.profile)
     order, replaces_sent = _new_order(client, request)
-    tokens: list[str] = []
+    used: list[Solver] = []
     try:
         with translated(f"validating {', '.join(request.names)}"):
-            pending = _publish(client, order, responder, tokens)
-            for challenge in pending:
-                client.answer(challenge)
-            order = client.wait_for_authorizations(order, deadline)
-        with translated("finalizing the order"):
-            order = client.finalize(order, deadline)
+            order = _prove(client, order, solvers, used, deadline)
+    except BaseException:
+        _abandon(client, order)
+        raise
     finally:
-        for token in tokens:
-            responder.remove(token)
+        for solver in used:
+            solver.withdraw()
+    with translated("finalizing the order"):
+        order = client.finalize(order, deadline)
     alternates = [pem.encode() for pem in order.alternative_fullchains_pem or []]
     choice = choose_chain(order.fullchain_pem.encode(), alternates, request.preferred_chain)
     if not choice.matched:
@@ -116,29 +151,76 @@ def _new_order(client: AcmeClient, request: OrderRequest) -> tuple[messages.Orde
         return client.new_order(request.csr_pem, request.names, request.profile, None), False
 
 
-def _publish(
+def _prove(
     client: AcmeClient,
     order: messages.OrderResource,
-    responder: Http01Responder,
-    tokens: list[str],
-) -> list[messages.ChallengeBody]:
-    """Put every challenge in place first; the CA is told to look only afterwards."""
-    pending: list[messages.ChallengeBody] = []
+    solvers: Mapping[str, Solver],
+    used: list[Solver],
+    deadline: float,
+) -> messages.OrderResource:
+    """Publish everything, wait once per solver, then let the CA look at all of it."""
+    plan = _plan(order, solvers)
+    account_key = client.net.key
+    assert isinstance(account_key, jwk.JWK)
+    for solver, open_challenges in plan:
+        used.append(solver)  # before publishing: a partial publication is withdrawn too
+        solver.publish(open_challenges, account_key)
+    for solver, _open in plan:
+        solver.await_visible(deadline)
+    for _solver, open_challenges in plan:
+        for challenge in open_challenges:
+            client.answer(challenge.body)
+    return client.wait_for_authorizations(order, deadline)
+
+
+def _plan(
+    order: messages.OrderResource, solvers: Mapping[str, Solver]
+) -> list[tuple[Solver, list[OpenChallenge]]]:
+    """The pending challenges, grouped by the solver that meets them."""
+    groups: dict[int, tuple[Solver, list[OpenChallenge]]] = {}
     for authorization in order.authorizations:
         if authorization.body.status == messages.STATUS_VALID:
-            continue
-        challenge = _http01(authorization)
-        token = challenge.chall.encode("token")
-        responder.add(token, challenge.chall.key_authorization(client.net.key))
-        tokens.append(token)
-        pending.append(challenge)
-    return pending
+            continue  # reused from an earlier order (RFC 8555 section 7.1.4)
+        identifier = authorization.body.identifier.value
+        name = f"*.{identifier}" if authorization.body.wildcard else identifier
+        solver = solvers.get(name)
+        if solver is None:
+            raise AcmeError(f"the CA asks to prove {name}, which was not requested")
+        body = _challenge_of(authorization, name, solver.challenge_type)
+        groups.setdefault(id(solver), (solver, []))[1].append(OpenChallenge(identifier, body))
+    return list(groups.values())
 
 
-def _http01(authorization: messages.AuthorizationResource) -> messages.ChallengeBody:
+def _challenge_of(
+    authorization: messages.AuthorizationResource,
+    name: str,
+    kind: type[challenges.KeyAuthorizationChallenge],
+) -> messages.ChallengeBody:
     for challenge in authorization.body.challenges:
-        if isinstance(challenge.chall, challenges.HTTP01):
+        if isinstance(challenge.chall, kind):
             return challenge
-    name = authorization.body.identifier.value
+    wanted = str(kind.typ).upper()
     offered = ", ".join(str(c.chall.typ) for c in authorization.body.challenges)
-    raise AcmeError(f"the CA offers no HTTP-01 challenge for {name} (it offers: {offered})")
+    raise AcmeError(f"the CA offers no {wanted} challenge for {name} (it offers: {offered})")
+
+
+def _abandon(client: AcmeClient, order: messages.OrderResource) -> None:
+    """Deactivate the authorizations still pending, so that the order does not stay open.
+
+    A failure here is only logged: the error that made the order fail is what matters.
+    """
+    deactivated = 0
+    for authorization in order.authorizations:
+        if authorization.body.status != messages.STATUS_PENDING:
+            continue
+        name = authorization.body.identifier.value
+        try:
+            with translated(f"deactivating the authorization of {name}"):
+                current = client.authorization(authorization.uri)
+                if current.body.status == messages.STATUS_PENDING:
+                    client.v2.deactivate_authorization(current)
+                    deactivated += 1
+        except AcmeError as error:
+            logger.warning("%s", error)
+    if deactivated:
+        logger.info("deactivated %d pending authorization(s) of the failed order", deactivated)

@@ -14,11 +14,14 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from vcs_acme import __version__, config
 from vcs_acme.config import CertificateSettings, Settings
 from vcs_acme.errors import ConfigError, VcsAcmeError
+
+if TYPE_CHECKING:
+    from vcs_acme.pipeline import Result
 
 logger = logging.getLogger("vcs_acme")
 
@@ -211,9 +214,25 @@ def _renew(args: argparse.Namespace, settings: Settings) -> int:
     certificates = _selected(settings, args.names)
     work = Pass(settings, force=args.force, dry_run=args.dry_run)
     progress = Progress(len(certificates), as_json=args.json, dry_run=args.dry_run)
-    results = [progress.show(work.run([certificate])[0]) for certificate in certificates]
+    tell = _teller(settings, quiet=args.dry_run)
+    results = [tell(progress.show(work.run([c])[0])) for c in certificates]
     progress.finish(results)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
+
+
+def _teller(settings: Settings, *, quiet: bool) -> Callable[[Result], Result]:
+    """Send the alerts a pass calls for (none for a dry run), returning the result."""
+    from vcs_acme.aftermath import after_pass
+    from vcs_acme.alerts import Alerter
+
+    alerter = Alerter(settings.alerts, settings.state_dir)
+
+    def tell(result: Result) -> Result:
+        if not quiet:
+            after_pass(settings, result, alerter=alerter, now=dt.datetime.now(dt.UTC))
+        return result
+
+    return tell
 
 
 def _deploy(args: argparse.Namespace, settings: Settings) -> int:
@@ -229,7 +248,8 @@ def _deploy(args: argparse.Namespace, settings: Settings) -> int:
         certificates = [c for c in certificates if set(c.devices) & set(args.device)]
     work = Pass(settings, only_devices=tuple(args.device))
     progress = Progress(len(certificates), as_json=args.json)
-    results = [progress.show(work.deploy([certificate])[0]) for certificate in certificates]
+    tell = _teller(settings, quiet=False)
+    results = [tell(progress.show(work.deploy([c])[0])) for c in certificates]
     progress.finish(results)
     return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
 

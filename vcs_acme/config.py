@@ -12,10 +12,11 @@ import ipaddress
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from vcs_acme.config_alerts import AlertSettings, MetricsSettings, parse_alerts, parse_metrics
 from vcs_acme.config_devices import DeviceSettings, parse_device
 from vcs_acme.config_reader import Table, relative_path, secret
 from vcs_acme.errors import ConfigError
@@ -151,6 +152,8 @@ class Settings:
     certificates: tuple[CertificateSettings, ...]
     devices: tuple[DeviceSettings, ...] = ()
     daemon: DaemonSettings = DaemonSettings()
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     def device(self, name: str) -> DeviceSettings:
         for device in self.devices:
@@ -200,12 +203,16 @@ def parse(raw: dict[str, object], path: Path) -> Settings:
     devices = tuple(parse_device(table, path) for table in root.tables("device"))
     daemon_table = root.table("daemon")
     daemon = _daemon(daemon_table) if daemon_table else DaemonSettings()
+    alerts_table = root.table("alerts")
+    alerts = parse_alerts(alerts_table, path) if alerts_table else AlertSettings()
+    metrics_table = root.table("metrics")
+    metrics = parse_metrics(metrics_table) if metrics_table else MetricsSettings()
     root.finish()
     _check_unique(root, "certificate", [c.name for c in certificates])
     _check_unique(root, "device", [d.name for d in devices])
     _check_device_names(root, certificates, {d.name for d in devices})
     _check_key_on_device(root, certificates, {d.name for d in devices if d.access == "rest"})
-    return Settings(path, state_dir, acme, certificates, devices, daemon)
+    return Settings(path, state_dir, acme, certificates, devices, daemon, alerts, metrics)
 
 
 def _daemon(table: Table) -> DaemonSettings:

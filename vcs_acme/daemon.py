@@ -31,9 +31,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from vcs_acme import config as config_module
 from vcs_acme import schedule
+from vcs_acme.aftermath import after_pass
+from vcs_acme.alerts import Alerter
 from vcs_acme.config import CertificateSettings, Settings
 from vcs_acme.errors import ConfigError
 from vcs_acme.issuance.http01 import Responders
+from vcs_acme.issuance.network import REQUEST_OBSERVERS
+from vcs_acme.metrics import Metrics, MetricsServer
 from vcs_acme.pipeline import Pass, Result, utc_now
 from vcs_acme.sdnotify import Notifier
 from vcs_acme.store import Store
@@ -59,6 +63,9 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.clock = clock
         self.responders = Responders()
+        self.metrics = Metrics()
+        self.alerter = Alerter(settings.alerts, settings.state_dir, clock=clock)
+        self._metrics_server: MetricsServer | None = None
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._wake = threading.Event()
@@ -92,10 +99,12 @@ class Daemon:
         job_id = f"certificate:{certificate.name}"
         moment = self.next_run(certificate)
         if moment is None:
+            self.metrics.set_next_run(certificate.name, None)
             if self.scheduler.get_job(job_id):
                 self.scheduler.remove_job(job_id)
             logger.warning("%s: held after a permanent failure; no run scheduled", certificate.name)
             return
+        self.metrics.set_next_run(certificate.name, moment)
         self.scheduler.add_job(
             self._run_certificate,
             "date",
@@ -145,10 +154,14 @@ class Daemon:
                 self._schedule(certificate)
 
     def _report(self, result: Result) -> None:
+        """Log a pass, feed the metrics, and tell people what changed."""
         from vcs_acme.report import result_lines
 
         for line in result_lines(result):
             (logger.info if result.ok else logger.error)("%s", line)
+        after_pass(
+            self.settings, result, alerter=self.alerter, now=self.clock(), metrics=self.metrics
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -175,7 +188,14 @@ class Daemon:
             logger.error("reload refused, keeping the running configuration: %s", error)
             self.notifier.ready()
             return
+        removed = {c.name for c in self.settings.certificates} - {
+            c.name for c in settings.certificates
+        }
+        for name in removed:
+            self.metrics.forget(name)
         self.settings = settings
+        self.alerter = Alerter(settings.alerts, settings.state_dir, clock=self.clock)
+        self.alerter.retain([c.name for c in settings.certificates])
         logger.info("configuration reloaded: %d certificate(s)", len(settings.certificates))
         self.schedule_all()
         self.notifier.ready()
@@ -195,7 +215,15 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hangup)
-        Store(self.settings.state_dir).ensure()
+        store = Store(self.settings.state_dir)
+        store.ensure()
+        for certificate in self.settings.certificates:
+            self.metrics.observe_lineage(store.lineage(certificate.name), certificate.devices)
+        if self.settings.metrics.enabled:
+            where = self.settings.metrics
+            self._metrics_server = self.metrics.serve(where.host, where.port)
+            logger.info("metrics at http://%s:%d/metrics", where.host, self._metrics_server.port)
+        REQUEST_OBSERVERS.append(self.metrics.observe_acme_request)
         self.scheduler.add_listener(self._job_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
         self.scheduler.start()
         self.schedule_all()
@@ -220,6 +248,8 @@ class Daemon:
         closer.start()
         closer.join(bound)
         self.responders.close()
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
         if closer.is_alive():
             # Work in flight is safe to abandon: every write is atomic and the locks go
             # with the process.

@@ -50,6 +50,7 @@ class Result:
     error: VcsAcmeError | None = None
     seconds: float = 0.0
     devices: list[DeviceOutcome] = field(default_factory=list)
+    drift: dict[str, str] = field(default_factory=dict)  # device -> what it presented instead
 
     @property
     def ok(self) -> bool:
@@ -116,7 +117,7 @@ class Pass:
         if version is None:
             return Result(certificate.name, "not-due", "no version yet")
         result = Result(certificate.name, "checked-devices", "device check", version.number)
-        result.devices = self.catch_up(certificate, lineage, version)
+        self.catch_up(certificate, lineage, version, result)
         return result
 
     def run_one(self, certificate: CertificateSettings) -> Result:
@@ -261,7 +262,7 @@ class Pass:
             number = current.number if current else None
             result = Result(certificate.name, "not-due", decision.reason, number)
             if current is not None and not self.dry_run:
-                result.devices = self.catch_up(certificate, lineage, current)
+                self.catch_up(certificate, lineage, current, result)
             return result
         reason = "forced by --force" if self.force and not decision.due else decision.reason
         logger.info("%s: renewing: %s", certificate.name, reason)
@@ -273,8 +274,12 @@ class Pass:
         return result
 
     def catch_up(
-        self, certificate: CertificateSettings, lineage: Lineage, version: StoredVersion
-    ) -> list[DeviceOutcome]:
+        self,
+        certificate: CertificateSettings,
+        lineage: Lineage,
+        version: StoredVersion,
+        result: Result,
+    ) -> None:
         """Finish what an earlier pass left: devices not yet on this version, and drift.
 
         A device is worked again when its last deploy was not of this version, or failed, or
@@ -284,11 +289,14 @@ class Pass:
             name
             for name in certificate.devices
             if (not self.only_devices or name in self.only_devices)
-            and self._needs_work(name, lineage, version)
+            and self._needs_work(name, lineage, version, result.drift)
         ]
-        return self.deployer.deploy(certificate, lineage, version, stale) if stale else []
+        if stale:
+            result.devices = self.deployer.deploy(certificate, lineage, version, stale)
 
-    def _needs_work(self, device: str, lineage: Lineage, version: StoredVersion) -> bool:
+    def _needs_work(
+        self, device: str, lineage: Lineage, version: StoredVersion, drifted: dict[str, str]
+    ) -> bool:
         state = lineage.device_state(device)
         if state is None or state.get("version") != version.number:
             return True
@@ -298,6 +306,7 @@ class Pass:
             return True
         drift = self.deployer.drift(self.settings.device(device), version)
         if drift:
+            drifted[device] = drift
             logger.warning(
                 "device %s: %s; deploying version %d again", device, drift, version.number
             )

@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 from emulator import pki
+from emulator.device import DeviceEmulator
+from support.cli import Cli
+from support.configs import for_pebble, http01
+from support.devices import device_entry
+from support.pebble import PebbleConfig, PebbleServer
 from support.smtp import PASSWORD, USERNAME, Login, SmtpServer
 from support.webhook import WebhookServer
 
@@ -382,3 +387,31 @@ def test_problems_are_read_from_the_lineage(tmp_path: Path) -> None:
         (("device", "expressway-e", "expressway-e1", "deploy"), "deploy-refused"),
     ]
     assert ("device", "expressway-e") in observation.scope
+
+
+def test_renew_alerts_a_failed_deploy_and_its_recovery(tmp_path: Path, cli: Cli) -> None:
+    """End to end: a timer-driven `renew` tells the webhook, once, and then of the recovery."""
+    password = tmp_path / "device-password"
+    password.write_text("Adm1n-secret!")
+    with (
+        PebbleServer(PebbleConfig(version="2.4")) as pebble,
+        DeviceEmulator("vcs", "X14.3", "admin", "Adm1n-secret!") as vcs,
+        WebhookServer(tmp_path) as hook,
+    ):
+        config = for_pebble(tmp_path, pebble)
+        config.devices = [device_entry("vcs-1", vcs, tmp_path, password)]
+        config.certificate("video", ["vcs.example.com"], challenge=http01(pebble),
+                           devices=["vcs-1"])  # fmt: skip
+        config.tables["alerts"] = {"webhook": {"url": hook.url, "ca_file": str(hook.ca_file)}}
+        path = str(config.write())
+        vcs.fail_next_requests(1000, status=500)
+
+        assert cli("--config", path, "renew").code == 1
+        assert cli("--config", path, "renew").code == 1  # the same problem: no second alert
+        vcs.fail_next_requests(0)
+        assert cli("--config", path, "renew").code == 0
+        hook.wait_for(2, 10)
+        bodies = hook.delivered()
+
+    events = [(b["event"], b["certificate"], b["device"]) for b in bodies]
+    assert events == [("deploy-failed", "video", "vcs-1"), ("recovered", "video", "vcs-1")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,11 +13,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from emulator.device import DeviceEmulator
 from support.configs import ConfigFile, for_pebble, http01
 from support.devices import bare, device_entry
 from support.notify import NotifySocket
 from support.pebble import PebbleConfig, PebbleServer, Profile
+from support.ports import free_port
 
 from vcs_acme.store import Lineage, Store
 
@@ -102,6 +105,8 @@ def test_the_daemon_renews_deploys_reloads_and_stops(
             challenge=http01(short_pebble),
             devices=["edge-1"],
         )
+        metrics_port = free_port()
+        config.tables["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
         path = config.write()
         daemon = DaemonProcess(path, notify, tmp_path / "daemon.log")
         try:
@@ -119,6 +124,23 @@ def test_the_daemon_renews_deploys_reloads_and_stops(
             assert start - dt.timedelta(seconds=1) <= issued <= end + dt.timedelta(seconds=3)
             await_true("version 2 verified", lambda: device_verified(a, "edge-1", 2), 20)
             assert edge.presented_fingerprint() == bare(a.version(2).meta["fingerprint"])
+
+            # The metrics endpoint, scraped while it runs.
+            scraped = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+            series = re.search(
+                r'^vcs_acme_certificate_not_after_timestamp_seconds\{certificate="edge"\} (\S+)$',
+                scraped,
+                re.MULTILINE,
+            )
+            assert series is not None, scraped
+            not_after = dt.datetime.fromisoformat(a.version(2).meta["not_after"]).timestamp()
+            assert float(series.group(1)) >= not_after  # version 2, or a later one by now
+            assert re.search(
+                r'vcs_acme_device_deploys_total\{[^}]*device="edge-1"[^}]*'
+                r'outcome="verified"[^}]*\} [2-9]',
+                scraped,
+            ), scraped
+            assert re.search(r"vcs_acme_acme_request_duration_seconds_count [1-9]", scraped)
 
             # Several renewals in a row, on its own.
             await_true("version 4 verified", lambda: device_verified(a, "edge-1", 4), 120)

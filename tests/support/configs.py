@@ -39,6 +39,7 @@ class ConfigFile:
     acme: dict[str, Any]
     certificates: list[dict[str, Any]] = field(default_factory=list)
     devices: list[dict[str, Any]] = field(default_factory=list)
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)  # [daemon], [metrics], …
     state_dir: str = "state"
 
     @property
@@ -58,6 +59,7 @@ class ConfigFile:
         parts = [f"state_dir = {toml_value(self.state_dir)}\n", table("acme", self.acme)]
         parts += [table("certificate", c, array=True) for c in self.certificates]
         parts += [table("device", d, array=True) for d in self.devices]
+        parts += [table(name, values) for name, values in self.tables.items()]
         self.path.write_text("\n".join(parts), encoding="utf-8")
         return self.path
 

@@ -9,6 +9,8 @@ request, so that ``REQUESTS_CA_BUNDLE`` in the environment cannot replace a conf
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -23,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = f"vcs-acme/{__version__}"
 BAD_NONCE_RETRIES = 10
+
+#: Called with the seconds each request to the CA took (the daemon feeds its metrics).
+REQUEST_OBSERVERS: list[Callable[[float], None]] = []
 
 
 class Network(acme_client.ClientNetwork):
@@ -47,6 +52,15 @@ class Network(acme_client.ClientNetwork):
             timeout=int(timeout),
         )
         self.bad_nonce_retries = bad_nonce_retries
+
+    def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        started = time.perf_counter()
+        try:
+            return super()._send_request(method, url, *args, **kwargs)
+        finally:
+            elapsed = time.perf_counter() - started
+            for observe in REQUEST_OBSERVERS:
+                observe(elapsed)
 
     def post(self, *args: Any, **kwargs: Any) -> requests.Response:
         for attempt in range(self.bad_nonce_retries + 1):

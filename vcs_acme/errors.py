@@ -7,8 +7,12 @@ what went wrong and what to do. Tracebacks belong in the debug log, never on the
      ├── ConfigError          invalid configuration or unreadable secret (exit status 78)
      ├── StoreError           the state folder cannot be read or written
      │    └── LockedError     another process works on the same certificate
-     └── AcmeError            the CA refused, failed or could not be reached
-          └── ProblemError    the CA answered with an RFC 8555 problem document
+     ├── AcmeError            the CA refused, failed or could not be reached
+     │    ├── ProblemError    the CA answered with an RFC 8555 problem document
+     │    └── DnsError        a DNS-01 update, lookup or propagation failed (issuance.dns01)
+     └── DeviceError          a device could not be reached or refused (devices.access)
+
+Each carries ``transient``: whether trying again later can help (the retry policy's input).
 """
 
 from __future__ import annotations

@@ -31,3 +31,10 @@ run=()
 [[ $(id -u) -eq 0 ]] || run=(sudo)
 "${run[@]}" apt-get update -q
 DEBIAN_FRONTEND=noninteractive "${run[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+# The tests start their own BIND on free loopback ports; the system service that Debian
+# enables with the package would only hold port 53. Stop it when we installed it here.
+if [[ " ${missing[*]} " == *" bind9 "* ]] && [[ -d /run/systemd/system ]]; then
+    echo "==> stopping the system's named service (the tests run their own)"
+    "${run[@]}" systemctl disable --now named.service || true
+fi

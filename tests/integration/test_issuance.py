@@ -156,6 +156,31 @@ def test_renewal_sends_replaces_and_survives_a_refusal(
     assert current(config, "a")["version"] == 3
 
 
+def test_a_predecessor_the_ca_does_not_know_does_not_stop_renewal(
+    config: ConfigFile, pebble: PebbleServer, cli: Cli, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As after a move to another CA: the stored certificate names a serial this CA never
+    # issued. Pebble answers 'serverInternal'; sending the same 'replaces' again would fail
+    # at every later try, so the renewal goes on without it, now and on the next pass.
+    config.certificate("a", ["a.example.com"], key_type="ec256", challenge=http01(pebble))
+    path = str(config.write())
+    assert cli("--config", path, "renew").code == 0
+    meta_file = config.state / "certificates" / "a" / "versions" / "0001" / "meta.json"
+    meta = json.loads(meta_file.read_text())
+    key_id = str(meta["ari_id"]).split(".")[0]
+    meta["ari_id"] = f"{key_id}.AQIDBAUGBwg"  # serial 0x0102030405060708
+    meta_file.write_text(json.dumps(meta))
+    caplog.set_level(logging.WARNING, logger="vcs_acme")
+
+    result = cli("--config", path, "renew", "--force")
+
+    assert result.code == 0, result.out + result.err
+    assert "the CA refused 'replaces'" in caplog.text
+    assert "could not find" in caplog.text  # the CA's own words reach the log
+    assert current(config, "a")["version"] == 2
+    assert current(config, "a")["replaced"] is None
+
+
 def test_dry_run_does_the_exchange_and_leaves_the_state_folder_unchanged(
     config: ConfigFile, pebble: PebbleServer, cli: Cli
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from acme import messages
 
+from vcs_acme.issuance.client import replaces_rejected
 from vcs_acme.issuance.problems import REMEDIES, from_problem
 
 
@@ -54,3 +55,24 @@ def test_unknown_problem_types_keep_their_name() -> None:
     error = from_problem(problem("somethingNew", "odd"), "ordering")
     assert error.code == "somethingNew"
     assert "see the CA's documentation" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("code", "without_replaces"),
+    [
+        ("malformed", True),  # a CertID the CA cannot parse
+        ("unauthorized", True),  # another account's certificate
+        ("conflict", True),
+        ("alreadyReplaced", True),
+        ("serverInternal", True),  # a CA that cannot find the predecessor
+        ("somethingNew", True),
+        ("rateLimited", False),  # the plain order would meet these as well
+        ("rejectedIdentifier", False),
+        ("accountDoesNotExist", False),
+        ("externalAccountRequired", False),
+    ],
+)
+def test_which_refusals_of_an_order_naming_its_predecessor_are_retried_without_it(
+    code: str, without_replaces: bool
+) -> None:
+    assert replaces_rejected(from_problem(problem(code, "x"), "ordering")) is without_replaces

@@ -196,6 +196,26 @@ class AcmeClient:
         return self.v2._get_links(response, "alternate")
 
 
+# Refusals that ordering without ``replaces`` cannot cure: the same order would meet them.
+_NOT_ABOUT_REPLACES = frozenset(
+    {
+        "rateLimited",
+        "accountDoesNotExist",
+        "externalAccountRequired",
+        "userActionRequired",
+        "rejectedIdentifier",
+        "unsupportedIdentifier",
+    }
+)
+
+
 def replaces_rejected(error: ProblemError) -> bool:
-    """Whether a new order failed because of its ``replaces`` field, so it can go without."""
-    return error.code in ("alreadyReplaced", "malformed", "conflict", "unauthorized")
+    """Whether a new order that named a predecessor should be sent again without it.
+
+    CAs word and type these refusals differently (``malformed``, ``conflict``,
+    ``unauthorized``, ``alreadyReplaced``, even ``serverInternal`` from a CA that cannot find
+    the predecessor), so anything but a refusal the plain order would meet as well counts.
+    Sending the same ``replaces`` again would fail at every later try: the certificate would
+    never be renewed, and losing the CA's rate-limit exemption is the far smaller cost.
+    """
+    return error.code not in _NOT_ABOUT_REPLACES

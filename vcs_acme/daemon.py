@@ -78,10 +78,10 @@ class Daemon:
 
     # -- when ---------------------------------------------------------------------------
 
-    def next_run(self, certificate: CertificateSettings) -> dt.datetime | None:
+    def next_run(self, certificate: CertificateSettings) -> schedule.Plan | None:
         """The next moment this certificate needs attention, from the state folder alone."""
         lineage = Store(self.settings.state_dir).lineage(certificate.name)
-        return schedule.next_run(self.settings, certificate, lineage, self.clock())
+        return schedule.plan(self.settings, certificate, lineage, self.clock())
 
     def schedule_all(self) -> None:
         wanted = {c.name for c in self.settings.certificates}
@@ -97,23 +97,24 @@ class Daemon:
 
     def _schedule(self, certificate: CertificateSettings) -> None:
         job_id = f"certificate:{certificate.name}"
-        moment = self.next_run(certificate)
-        if moment is None:
+        planned = self.next_run(certificate)
+        if planned is None:
             self.metrics.set_next_run(certificate.name, None)
             if self.scheduler.get_job(job_id):
                 self.scheduler.remove_job(job_id)
             logger.warning("%s: held after a permanent failure; no run scheduled", certificate.name)
             return
-        self.metrics.set_next_run(certificate.name, moment)
+        self.metrics.set_next_run(certificate.name, planned.at)
         self.scheduler.add_job(
             self._run_certificate,
             "date",
-            run_date=moment,
+            run_date=planned.at,
             args=[certificate.name],
             id=job_id,
             replace_existing=True,
         )
-        logger.info("%s: next run at %s", certificate.name, moment.isoformat(timespec="seconds"))
+        when = planned.at.isoformat(timespec="seconds")
+        logger.info("%s: next run at %s: %s", certificate.name, when, planned.why)
 
     # -- what ---------------------------------------------------------------------------
 

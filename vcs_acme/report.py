@@ -142,11 +142,12 @@ def _run_state(
     now: dt.datetime,
     recorded: history.History | None,
 ) -> dict[str, Any]:
-    moment = schedule.next_run(settings, certificate, lineage, now)
+    planned = schedule.plan(settings, certificate, lineage, now)
     last = recorded.last(certificate.name) if recorded else None
     held = lineage.retry()
     return {
-        "next_run": moment.isoformat(timespec="seconds") if moment else None,
+        "next_run": planned.at.isoformat(timespec="seconds") if planned else None,
+        "next_run_reason": planned.why if planned else None,
         "last_outcome": last.outcome if last else None,
         "last_attempt": last.started_at.isoformat(timespec="seconds") if last else None,
         "retry": None
@@ -209,7 +210,10 @@ def status_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _run_line(row: dict[str, Any]) -> str:
-    line = f"{row['name']}: next run {_short(row['next_run']) if row['next_run'] else 'none'}"
+    if row["next_run"]:
+        line = f"{row['name']}: next run {_short(row['next_run'])} ({row['next_run_reason']})"
+    else:
+        line = f"{row['name']}: no run planned"
     if row["last_outcome"]:
         line += f"; last {row['last_outcome']} at {_short(row['last_attempt'])}"
     retry = row["retry"]

@@ -9,6 +9,7 @@ holds. Read from the state folder alone.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from vcs_acme import lineages, retry
 from vcs_acme.config import CertificateSettings, Settings
@@ -16,24 +17,37 @@ from vcs_acme.deploy import in_window
 from vcs_acme.store import Lineage
 
 
-def next_run(
+@dataclass(frozen=True)
+class Plan:
+    """The next moment a certificate needs attention, and why then."""
+
+    at: dt.datetime
+    why: str
+
+
+def plan(
     settings: Settings, certificate: CertificateSettings, lineage: Lineage, now: dt.datetime
-) -> dt.datetime | None:
+) -> Plan | None:
     held = lineage.retry()
     identity = lineages.identity(settings, certificate)
     if retry.blocked(held, identity):
         return None  # a person must act: configuration change or renew --force
     if held is not None and held.next_try is not None and held.identity == identity:
-        return max(now, held.next_try)
+        return Plan(max(now, held.next_try), f"retry {held.attempts + 1} after a failure")
     view = lineages.view(certificate, lineage, now)
-    moments = [view.decision.at]
+    candidates = [Plan(view.decision.at, "renewal" if view.version else "first issuance")]
     info = lineage.renewal_info()
     if view.version and info and info.get("fingerprint") == view.version.meta["fingerprint"]:
-        moments.append(lineages.parse_time(info["retry_after"]))  # re-ask ARI then
+        asked = lineages.parse_time(info["retry_after"])
+        candidates.append(Plan(asked, "ask the CA's renewal information again"))
     elif view.version:
-        moments.append(now)  # a new version: ask the CA's renewal information now
-    moments += window_openings(settings, certificate, lineage, now)
-    return max(now, min(moments))
+        candidates.append(Plan(now, "ask the CA's renewal information for this version"))
+    candidates += [
+        Plan(opening, "a maintenance window opens for a pending restart")
+        for opening in window_openings(settings, certificate, lineage, now)
+    ]
+    first = min(candidates, key=lambda candidate: candidate.at)
+    return Plan(max(now, first.at), first.why)
 
 
 def window_openings(

@@ -249,6 +249,7 @@ def test_ari_window_decides_when_to_renew(
     rows = json.loads(cli("--config", path, "status", "--json").out)["certificates"]
 
     assert "a: not due: the CA suggests renewing between" in later.out
+    assert rows[0]["next_run_reason"] == "ask the CA's renewal information again"
     moment = dt.datetime.fromisoformat(rows[0]["next_renewal"])
     assert now + dt.timedelta(days=3) - dt.timedelta(seconds=1) <= moment
     assert moment <= now + dt.timedelta(days=4)
@@ -282,6 +283,9 @@ def test_status_reads_local_state_only(config: ConfigFile, pebble: PebbleServer,
     assert 89 < rows["a"]["days_left"] <= 90
     assert rows["b"]["version"] is None
     assert rows["b"]["reason"] == "no certificate has been issued yet"
+    # A new version has not been asked about yet: the next pass asks the CA's window first.
+    assert rows["a"]["next_run_reason"] == "ask the CA's renewal information for this version"
+    assert rows["b"]["next_run_reason"] == "first issuance"
     table = cli("--config", str(config.write()), "status").out
     assert table.splitlines()[0].split()[:3] == ["NAME", "VERSION", "NOT"]
 

@@ -124,6 +124,7 @@ def test_status_and_history_show_the_retry_state(
     assert status["retry"]["attempts"] == 1
     assert status["retry"]["permanent"] is False
     assert status["next_run"] == status["retry"]["next_try"]
+    assert status["next_run_reason"] == "retry 2 after a failure"
     assert status["last_outcome"] == "renewed"
     # Both recorded at the end of the same pass: the device's outcome is listed first.
     assert [(e["kind"], e["device"], e["outcome"]) for e in recorded] == [
@@ -131,4 +132,5 @@ def test_status_and_history_show_the_retry_state(
         ("renewal", None, "renewed"),
     ]
     assert "video: next run" in table
+    assert "(retry 2 after a failure)" in table
     assert "retry 1 at" in table

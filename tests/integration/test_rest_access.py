@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
 from emulator import pki
 from emulator.agent import bundle_of, device_settings, write_ca_file
 from emulator.device import DeviceEmulator, fingerprint
+from support.devices import StartDevice, device_starter
 
 from vcs_acme.config_devices import DeviceSettings, TlsTrust
 from vcs_acme.devices.access import DeviceError
@@ -30,25 +30,11 @@ ROOT = pki.make_root("REST Test Root CA")
 INTERMEDIATE = pki.make_intermediate(ROOT, "REST Test Issuing CA")
 CHAIN = [INTERMEDIATE, ROOT]
 
-StartDevice = Callable[..., DeviceEmulator]
-
 
 @pytest.fixture
 def start_device() -> Iterator[StartDevice]:
-    """Start emulators (role and release first); all are stopped afterwards."""
-    started: list[DeviceEmulator] = []
-
-    def start(
-        role: str = "expressway-e", release: str = "X14.3.2", **options: Any
-    ) -> DeviceEmulator:
-        options.setdefault("fqdn", DEVICE_NAME)
-        emulator = DeviceEmulator(role, release, USERNAME, PASSWORD, **options)
-        started.append(emulator.start())
-        return emulator
-
-    yield start
-    for emulator in started:
-        emulator.stop()
+    with device_starter(USERNAME, PASSWORD, "expressway-e", "X14.3.2", fqdn=DEVICE_NAME) as start:
+        yield start
 
 
 @pytest.fixture

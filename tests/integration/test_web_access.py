@@ -12,6 +12,7 @@ import pytest
 from emulator import pki
 from emulator.agent import bundle_of, device_settings, write_ca_file
 from emulator.device import DeviceEmulator, fingerprint
+from support.devices import StartDevice, device_starter
 
 from vcs_acme.config_devices import DeviceSettings, TlsTrust
 from vcs_acme.devices.access import DeviceError
@@ -31,25 +32,14 @@ CHAIN = [INTERMEDIATE, ROOT]
 # A CA that never signed anything the emulator presents.
 STRANGER = pki.make_root("Unrelated Root CA")
 
-StartDevice = Callable[..., DeviceEmulator]
-
 
 @pytest.fixture
 def start_device() -> Iterator[StartDevice]:
-    """Start emulators (role and release first, random form field names by default)."""
-    started: list[DeviceEmulator] = []
-
-    def start(
-        role: str = "expressway-c", release: str = "X14.3.2", **options: Any
-    ) -> DeviceEmulator:
-        options.setdefault("randomize_field_names", True)
-        emulator = DeviceEmulator(role, release, USERNAME, PASSWORD, **options)
-        started.append(emulator.start())
-        return emulator
-
-    yield start
-    for emulator in started:
-        emulator.stop()
+    """Emulators with random form field names unless a test asks otherwise."""
+    with device_starter(
+        USERNAME, PASSWORD, "expressway-c", "X14.3.2", randomize_field_names=True
+    ) as start:
+        yield start
 
 
 @pytest.fixture

@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from emulator.device import DeviceEmulator
+
+StartDevice = Callable[..., DeviceEmulator]
+
+
+@contextmanager
+def device_starter(
+    username: str, password: str, role: str, release: str, **defaults: Any
+) -> Iterator[StartDevice]:
+    """Start emulators on demand (role and release first); all are stopped at the end.
+
+    ``defaults`` are options each emulator gets unless the call names them itself.
+    """
+    started: list[DeviceEmulator] = []
+
+    def start(role: str = role, release: str = release, **options: Any) -> DeviceEmulator:
+        emulator = DeviceEmulator(role, release, username, password, **{**defaults, **options})
+        started.append(emulator.start())
+        return emulator
+
+    try:
+        yield start
+    finally:
+        for emulator in started:
+            emulator.stop()
 
 
 def device_entry(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from pathlib import Path
 from types import TracebackType
 
@@ -45,13 +44,12 @@ class NotifySocket:
 
     def wait_for(self, wanted: str, timeout: float, count: int = 1) -> list[str]:
         """Wait until ``count`` messages carry the line ``wanted``; every message so far."""
-        deadline = time.monotonic() + timeout
         with self._arrived:
-            while sum(1 for m in self.messages if wanted in m.splitlines()) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no {wanted!r} within {timeout} s; got {self.messages}")
-                self._arrived.wait(left)
+            arrived = self._arrived.wait_for(
+                lambda: sum(1 for m in self.messages if wanted in m.splitlines()) >= count, timeout
+            )
+            if not arrived:
+                raise TimeoutError(f"no {wanted!r} within {timeout} s; got {self.messages}")
             return list(self.messages)
 
     def __enter__(self) -> NotifySocket:

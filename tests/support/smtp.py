@@ -12,7 +12,6 @@ import email
 import email.policy
 import ssl
 import threading
-import time
 import warnings
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -145,13 +144,9 @@ class SmtpServer:
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
         """Wait until ``count`` messages have arrived; return all of them."""
-        deadline = time.monotonic() + timeout
         with self._arrived:
-            while len(self.messages) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"{len(self.messages)} of {count} messages in {timeout} s")
-                self._arrived.wait(left)
+            if not self._arrived.wait_for(lambda: len(self.messages) >= count, timeout):
+                raise TimeoutError(f"{len(self.messages)} of {count} messages in {timeout} s")
             return list(self.messages)
 
     def __enter__(self) -> SmtpServer:

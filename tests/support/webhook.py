@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import ssl
 import threading
-import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -113,13 +112,9 @@ class WebhookServer:
             return [r.body for r in self.requests if r.status < 300]
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[Request]:
-        deadline = time.monotonic() + timeout
         with self._arrived:
-            while len(self.requests) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"{len(self.requests)} of {count} requests in {timeout} s")
-                self._arrived.wait(left)
+            if not self._arrived.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise TimeoutError(f"{len(self.requests)} of {count} requests in {timeout} s")
             return list(self.requests)
 
     def __enter__(self) -> WebhookServer:

@@ -31,6 +31,7 @@ from emulator.device import (
     DeviceEmulator,
     fingerprint,
 )
+from support.devices import StartDevice, device_starter
 
 from vcs_acme.devices import DeviceProfile, Release, Role, check_bundle
 
@@ -40,24 +41,11 @@ NAME = "device.example.test"
 ISSUING_ROOT = pki.make_root("Test Issuing Root CA")
 CSRF = {"X-CSRF-Header": "anything"}
 
-StartDevice = Callable[..., DeviceEmulator]
-
 
 @pytest.fixture
 def start_device() -> Iterator[StartDevice]:
-    """Start emulators on demand (role and release first); all are stopped afterwards."""
-    started: list[DeviceEmulator] = []
-
-    def start(
-        role: str = "expressway-c", release: str = "X14.3.2", **options: Any
-    ) -> DeviceEmulator:
-        device = DeviceEmulator(role, release, USERNAME, PASSWORD, **options)
-        started.append(device.start())
-        return device
-
-    yield start
-    for device in started:
-        device.stop()
+    with device_starter(USERNAME, PASSWORD, "expressway-c", "X14.3.2") as start:
+        yield start
 
 
 # --- a small client, the way an agent has to work ---------------------------------------------

@@ -446,7 +446,9 @@ class Pass:
         access = open_access(maker, lineage.fingerprints())
         try:
             others = tuple(n for n in certificate.domains if n != certificate.domains[0])
-            csr_pem = access.certificate_signing_request(others)
+            csr_pem = access.certificate_signing_request(
+                others, DEVICE_RSA_BITS[certificate.key_type]
+            )
         finally:
             access.close()
         asked = set(pki.csr_names(csr_pem))
@@ -500,6 +502,8 @@ class Pass:
 
 
 NO_ARI_RECHECK = dt.timedelta(hours=24)
+# The key sizes a device makes on its own; the configuration admits no other key type there.
+DEVICE_RSA_BITS = {"rsa2048": 2048, "rsa4096": 4096}
 ARI_ERROR_RECHECK = dt.timedelta(hours=1)
 
 

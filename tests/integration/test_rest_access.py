@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from emulator import pki
 from emulator.agent import bundle_of, device_settings, write_ca_file
 from emulator.device import DeviceEmulator, fingerprint
@@ -63,7 +64,7 @@ def refusal(call: Callable[[], object]) -> DeviceError:
 
 def signed_for_device(access: RestAccess) -> x509.Certificate:
     """Have the device make its key and CSR, and a test CA sign it with both usages."""
-    request = x509.load_pem_x509_csr(access.certificate_signing_request(EXTRA_NAMES))
+    request = x509.load_pem_x509_csr(access.certificate_signing_request(EXTRA_NAMES, 2048))
     return pki.sign_request(INTERMEDIATE, request, usages=pki.SERVER_AND_CLIENT)
 
 
@@ -103,6 +104,22 @@ def test_device_made_key_is_certified_uploaded_and_activated(
     wanted = colon_fingerprint(certificate)
     assert presented_fingerprint(emulator.host, emulator.https_port) == wanted
     assert presented_fingerprint(emulator.host, emulator.verify_ports[0]) == wanted
+
+
+@pytest.mark.parametrize("bits", [2048, 4096])
+def test_the_device_makes_a_key_of_the_size_asked_for(access: RestAccess, bits: int) -> None:
+    request = x509.load_pem_x509_csr(access.certificate_signing_request(EXTRA_NAMES, bits))
+    public = request.public_key()
+    assert isinstance(public, rsa.RSAPublicKey)
+    assert public.key_size == bits
+
+
+def test_a_key_size_the_device_does_not_make_is_refused_with_its_words(
+    access: RestAccess,
+) -> None:
+    error = refusal(lambda: access.certificate_signing_request(EXTRA_NAMES, 3072))
+    assert "KeyLength must be one of (2048, 4096)" in str(error)
+    assert not error.transient
 
 
 def test_every_post_carries_the_csrf_header(emulator: DeviceEmulator, access: RestAccess) -> None:

@@ -336,4 +336,4 @@ def test_what_the_ssh_way_cannot_do(access: SshAccess) -> None:
     assert access.key_on_device is False
     assert access.software_release() is None
     with pytest.raises(DeviceError, match="cannot make a key and CSR"):
-        access.certificate_signing_request(("vcs.example.com",))
+        access.certificate_signing_request(("vcs.example.com",), 2048)

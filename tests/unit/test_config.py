@@ -306,6 +306,14 @@ def test_a_device_that_makes_its_key_gets_its_own_certificate(tmp_path: Path) ->
     assert "makes its own key" in error.message
 
 
+@pytest.mark.parametrize("key_type", ["ec256", "ec384", "rsa3072"])
+def test_a_device_that_makes_its_key_makes_rsa_2048_or_4096(tmp_path: Path, key_type: str) -> None:
+    text = GOOD + f'key_type = "{key_type}"\ndevices = ["exp-c"]\n' + DEVICE + 'access = "rest"\n'
+    error = error_of(tmp_path, text)
+    assert error.key_path == "certificate[0].key_type"
+    assert f'expected "rsa2048" or "rsa4096", got "{key_type}"' in error.message
+
+
 def test_device_defaults(tmp_path: Path) -> None:
     settings = config.load(write(tmp_path, GOOD + DEVICE))
     device = settings.device("exp-c")

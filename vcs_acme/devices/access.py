@@ -54,8 +54,8 @@ class DeviceAccess(Protocol):
         """The release the device reports (``X14.3.2``), or None when it cannot be read."""
         ...
 
-    def certificate_signing_request(self, names: tuple[str, ...]) -> bytes:
-        """Have the device make a key and a CSR for ``names``; return the CSR in PEM."""
+    def certificate_signing_request(self, names: tuple[str, ...], rsa_bits: int) -> bytes:
+        """Have the device make an RSA key and a CSR for ``names``; return the CSR in PEM."""
         ...
 
     def upload_server_certificate(self, bundle: Bundle) -> None:

@@ -37,7 +37,7 @@ class FolderAccess:
     def software_release(self) -> str | None:
         return None
 
-    def certificate_signing_request(self, names: tuple[str, ...]) -> bytes:
+    def certificate_signing_request(self, names: tuple[str, ...], rsa_bits: int) -> bytes:
         raise DeviceError(self.device.name, "the folder way in cannot make a CSR")
 
     def upload_server_certificate(self, bundle: Bundle) -> None:

@@ -74,9 +74,9 @@ class RestAccess:
         value = document.get("SoftwareVersion") if isinstance(document, dict) else None
         return str(value) if value else None
 
-    def certificate_signing_request(self, names: tuple[str, ...]) -> bytes:
+    def certificate_signing_request(self, names: tuple[str, ...], rsa_bits: int) -> bytes:
         """Have the device make an RSA key and a CSR naming ``names`` besides its own name."""
-        body = {"Additional_FQDNS": list(names), "KeyLength": 4096, "DigestAlgorithm": "sha256"}
+        body = {"Additional_FQDNS": list(names), "KeyLength": rsa_bits, "DigestAlgorithm": "sha256"}
         self._call("POST", CSR_PATH, json=body)
         document = self._call("GET", CSR_PATH).json()
         csr = document.get("CSR") if isinstance(document, dict) else None

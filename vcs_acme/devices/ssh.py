@@ -99,7 +99,7 @@ class SshAccess:
         )
         return None
 
-    def certificate_signing_request(self, names: tuple[str, ...]) -> bytes:
+    def certificate_signing_request(self, names: tuple[str, ...], rsa_bits: int) -> bytes:
         raise self._fail(
             "the ssh way in cannot make a key and CSR on the device; the agent "
             "makes the key and uploads it with the certificate"

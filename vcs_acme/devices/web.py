@@ -118,7 +118,7 @@ class WebAccess:
             "Software version"
         )
 
-    def certificate_signing_request(self, names: tuple[str, ...]) -> bytes:
+    def certificate_signing_request(self, names: tuple[str, ...], rsa_bits: int) -> bytes:
         raise self._fail("the web way in uploads a key made here; it asks the device for no CSR")
 
     def upload_server_certificate(self, bundle: Bundle) -> None:

@@ -2,25 +2,48 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
 from vcs_acme import renewal
 from vcs_acme.config import CertificateSettings, Settings
-from vcs_acme.store import Lineage, StoredVersion
+from vcs_acme.secrets import Secret
+from vcs_acme.store import Lineage, Store, StoredVersion
 
 
-def identity(settings: Settings, certificate: CertificateSettings) -> str:
-    """A digest of everything configured for a certificate and its devices.
+def identity(settings: Settings, certificate: CertificateSettings, *, create: bool = False) -> str:
+    """A digest of everything configured for a certificate and its devices, secrets included.
 
-    A permanent failure holds until this changes. Secrets show as ``[secure]`` in reprs, so
-    a changed password alone does not count: after fixing one, run ``renew --force``.
+    A permanent failure holds until this changes, so a fixed password or TSIG key lifts the
+    hold just as an edited setting does. Secrets enter through an HMAC whose key is the
+    state folder's own (see :meth:`Store.digest_key`): the digest cannot be inverted, nor
+    tried against guesses, without that key. ``create`` makes the key when it is missing.
     """
     devices = [settings.device(name) for name in certificate.devices]
-    text = repr((certificate, devices, settings.acme.directory_url))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    text = repr((certificate, devices, settings.acme.directory_url, settings.acme.eab))
+    digest = hashlib.sha256(text.encode())
+    key = Store(settings.state_dir).digest_key(create=create)
+    if key is not None:
+        found = _secrets_in((certificate, devices, settings.acme.eab))
+        values = "\0".join(secret.reveal() for secret in found).encode()
+        digest.update(hmac.new(key, values, hashlib.sha256).digest())
+    return digest.hexdigest()[:16]
+
+
+def _secrets_in(thing: object) -> list[Secret]:
+    """Every secret inside settings, in a stable order (dataclasses, tuples and lists)."""
+    if isinstance(thing, Secret):
+        return [thing]
+    if isinstance(thing, (tuple, list)):
+        return [secret for item in thing for secret in _secrets_in(item)]
+    if dataclasses.is_dataclass(thing) and not isinstance(thing, type):
+        fields = dataclasses.fields(thing)
+        return [secret for f in fields for secret in _secrets_in(getattr(thing, f.name))]
+    return []
 
 
 def parse_time(text: str) -> dt.datetime:

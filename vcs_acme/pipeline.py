@@ -227,7 +227,7 @@ class Pass:
             now=self.clock(),
             error=text,
             transient=transient,
-            identity=lineages.identity(self.settings, certificate),
+            identity=lineages.identity(self.settings, certificate, create=True),
             retry_after=retry_after,
             rng=self.rng,
         )

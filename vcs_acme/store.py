@@ -23,6 +23,7 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,8 +55,13 @@ def fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = PRIVATE_MODE) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file, whole."""
+def atomic_write(
+    path: Path, data: bytes, mode: int = PRIVATE_MODE, *, keep_existing: bool = False
+) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, whole.
+
+    With ``keep_existing``, a file already there stays as it is (the first writer wins).
+    """
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(descriptor, mode)
@@ -63,7 +69,12 @@ def atomic_write(path: Path, data: bytes, mode: int = PRIVATE_MODE) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        Path(temporary).replace(path)
+        if keep_existing:
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+            Path(temporary).unlink()
+        else:
+            Path(temporary).replace(path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -259,6 +270,22 @@ class Store:
 
     def lineage(self, name: str) -> Lineage:
         return Lineage(self, name)
+
+    def digest_key(self, *, create: bool) -> bytes | None:
+        """A random key of this state folder, for digests of secrets that nobody can invert.
+
+        Made on first use by a command that writes; None when it does not exist yet and
+        ``create`` is false (``status`` creates nothing).
+        """
+        path = self.root / "digest.key"
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            if not create:
+                return None
+        self.ensure()
+        atomic_write(path, secrets.token_bytes(32), PRIVATE_MODE, keep_existing=True)
+        return path.read_bytes()
 
     def account_path(self, directory_url: str) -> Path:
         host = urlsplit(directory_url).hostname or "ca"

@@ -109,6 +109,32 @@ def test_a_permanent_fault_is_not_retried_until_forced(
         assert "video: HELD: held after a permanent failure" in held.out
 
 
+def test_a_fixed_password_lifts_the_hold_of_a_refused_login(
+    tmp_path: Path, pebble24: PebbleServer, cli: Cli
+) -> None:
+    with DeviceEmulator("vcs", "X14.3", "admin", PASSWORD) as vcs:
+        path = settings_for(tmp_path, pebble24, vcs)
+        (tmp_path / "password").write_text("last-years-password")
+        refused = cli("--config", str(path), "renew")
+        held = cli("--config", str(path), "renew")
+        logins = len(vcs.events_of("login"))
+
+        (tmp_path / "password").write_text(PASSWORD)  # what the administrator does next
+        fixed = cli("--config", str(path), "renew")
+
+    assert refused.code == 1
+    assert "video: HELD" in held.out
+    assert len(vcs.events_of("login")) > logins
+    assert fixed.code == 0, fixed.out + fixed.err
+    assert "device vcs-1: verified" in fixed.out
+    assert Store(tmp_path / "state").lineage("video").retry() is None
+    key = tmp_path / "state" / "digest.key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert PASSWORD.encode() not in b"".join(
+        f.read_bytes() for f in (tmp_path / "state").rglob("*") if f.is_file()
+    )
+
+
 def test_status_and_history_show_the_retry_state(
     tmp_path: Path, pebble24: PebbleServer, cli: Cli
 ) -> None:

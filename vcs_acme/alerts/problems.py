@@ -161,7 +161,8 @@ def _renewal(result: Result, retry: RetryState | None) -> Problem | None:
             summary=f"certificate {name}: held after a permanent error",
             message=retry.last_error,
             remedy="vcs-acme does not try again on its own. Fix the cause above (most often "
-            "the configuration: a changed configuration lifts the hold), or run "
+            "the configuration or a password: a changed setting or secret lifts the hold, "
+            "for the daemon after `systemctl reload vcs-acme`), or run "
             "`vcs-acme renew --force` once it is fixed.",
             attempt=retry.attempts,
         )  # fmt: skip

@@ -131,6 +131,8 @@ class Deployer:
         self.clock = clock
         self.sleep = sleep
         self.access_factory = access_factory
+        # Warnings already given in full: peers of one certificate share their CAs.
+        self._warned: set[str] = set()
 
     def deploy(
         self,
@@ -216,6 +218,10 @@ class Deployer:
         cas = [x509.load_pem_x509_certificate(pem) for pem in bundle.ca_pems]
         verdict = check_bundle(profile, leaf, key, cas, self.clock())
         for warning in verdict.warnings:
+            if warning.reason in self._warned:
+                logger.info("device %s: also: %s", device.name, warning.reason)
+                continue
+            self._warned.add(warning.reason)
             logger.warning("device %s: %s; %s", device.name, warning.reason, warning.remedy)
         return verdict
 

@@ -108,17 +108,26 @@ def test_the_daemon_renews_deploys_reloads_and_stops(
         metrics_port = free_port()
         config.tables["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
         path = config.write()
+        # Version 1 from a manual run, which does not ask for its renewal window; Pebble's
+        # own window for a 40-second certificate is its whole lifetime, so the window the
+        # test sets must be in place before the daemon first asks.
+        manual = subprocess.run(
+            [sys.executable, "-m", "vcs_acme", "--config", str(path), "renew"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert manual.returncode == 0, manual.stdout + manual.stderr
+        assert device_verified(a, "edge-1", 1)
+
+        # The CA sets the renewal window: the daemon follows it.
+        now = dt.datetime.now(dt.UTC)
+        start, end = now + dt.timedelta(seconds=6), now + dt.timedelta(seconds=10)
+        short_pebble.set_renewal_info(a.version(1).cert_pem, start, end)
         daemon = DaemonProcess(path, notify, tmp_path / "daemon.log")
         try:
             notify.wait_for("READY=1", 20)
-            await_true(
-                "version 1 verified on the device", lambda: device_verified(a, "edge-1", 1), 30
-            )
-
-            # The CA moves the renewal window: the daemon follows it.
-            now = dt.datetime.now(dt.UTC)
-            start, end = now + dt.timedelta(seconds=6), now + dt.timedelta(seconds=10)
-            short_pebble.set_renewal_info(a.version(1).cert_pem, start, end)
             await_true("version 2 issued", lambda: versions(a) >= [1, 2], 30)
             issued = dt.datetime.fromisoformat(a.version(2).meta["issued"])
             assert start - dt.timedelta(seconds=1) <= issued <= end + dt.timedelta(seconds=3)
@@ -137,7 +146,7 @@ def test_the_daemon_renews_deploys_reloads_and_stops(
             assert float(series.group(1)) >= not_after  # version 2, or a later one by now
             assert re.search(
                 r'vcs_acme_device_deploys_total\{[^}]*device="edge-1"[^}]*'
-                r'outcome="verified"[^}]*\} [2-9]',
+                r'outcome="verified"[^}]*\} [1-9]',  # version 2 at least: the daemon's own
                 scraped,
             ), scraped
             assert re.search(r"vcs_acme_acme_request_duration_seconds_count [1-9]", scraped)

@@ -109,6 +109,27 @@ def test_a_permanent_fault_is_not_retried_until_forced(
         assert "video: HELD: held after a permanent failure" in held.out
 
 
+def test_every_job_coalesces_missed_runs_and_never_overlaps_itself(
+    tmp_path: Path, pebble24: PebbleServer
+) -> None:
+    with DeviceEmulator("vcs", "X14.3", "admin", PASSWORD) as vcs:
+        path = settings_for(tmp_path, pebble24, vcs)
+        settings = config_module.load(path)
+        daemon = Daemon(path, settings)
+        daemon.scheduler.start(paused=True)
+        try:
+            daemon.schedule_all()
+            jobs = daemon.scheduler.get_jobs()
+        finally:
+            daemon.scheduler.shutdown(wait=False)
+
+    assert sorted(job.id for job in jobs) == ["certificate:video", "device-check"]
+    for job in jobs:
+        # Late runs are neither dropped (no grace limit) nor repeated (coalesced), and a
+        # job never overlaps itself.
+        assert (job.coalesce, job.misfire_grace_time, job.max_instances) == (True, None, 1)
+
+
 def test_a_fixed_password_lifts_the_hold_of_a_refused_login(
     tmp_path: Path, pebble24: PebbleServer, cli: Cli
 ) -> None:

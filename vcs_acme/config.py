@@ -31,8 +31,8 @@ DIRECTORY_SHORTCUTS = {
     "zerossl": "https://acme.zerossl.com/v2/DV90",
 }
 KEY_TYPES = ("rsa2048", "rsa3072", "rsa4096", "ec256", "ec384")
-# What a device makes when it generates its own key (on-device CSR, RSA only over REST).
-DEVICE_KEY_TYPES = ("rsa2048", "rsa4096")
+# The keys a device makes itself (on-device CSR over REST): RSA of these sizes only.
+DEVICE_KEY_BITS = {"rsa2048": 2048, "rsa4096": 4096}
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 CHALLENGE_TYPES = ("http-01", "dns-01")
 DNS_PROVIDERS = ("rfc2136", "hook")
@@ -546,7 +546,7 @@ def _check_key_on_device(
     # A device that makes its own key gets a certificate of its own: one key per lineage.
     for index, certificate in enumerate(certificates):
         makers = [name for name in certificate.devices if name in key_on_device]
-        if makers and certificate.key_type not in DEVICE_KEY_TYPES:
+        if makers and certificate.key_type not in DEVICE_KEY_BITS:
             raise ConfigError(
                 root.source,
                 f"certificate[{index}].key_type",

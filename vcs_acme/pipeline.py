@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 
 from vcs_acme import history, lineages, pki, retry
-from vcs_acme.config import CertificateSettings, Settings
+from vcs_acme.config import DEVICE_KEY_BITS, CertificateSettings, Settings
 from vcs_acme.deploy import Deployer, DeviceOutcome, open_access
 from vcs_acme.devices.access import DeviceError
 from vcs_acme.errors import AcmeError, LockedError, ProblemError, StoreError, VcsAcmeError
@@ -447,7 +447,7 @@ class Pass:
         try:
             others = tuple(n for n in certificate.domains if n != certificate.domains[0])
             csr_pem = access.certificate_signing_request(
-                others, DEVICE_RSA_BITS[certificate.key_type]
+                others, DEVICE_KEY_BITS[certificate.key_type]
             )
         finally:
             access.close()
@@ -502,8 +502,6 @@ class Pass:
 
 
 NO_ARI_RECHECK = dt.timedelta(hours=24)
-# The key sizes a device makes on its own; the configuration admits no other key type there.
-DEVICE_RSA_BITS = {"rsa2048": 2048, "rsa4096": 4096}
 ARI_ERROR_RECHECK = dt.timedelta(hours=1)
 
 
